@@ -1,0 +1,57 @@
+// Assembles a Throughline process: database (embedded or DATABASE_URL), migrations, workflow
+// registration, and the worker and/or server. Stops them in reverse order.
+import pg from "pg";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { openDatabase, type Database } from "./database.ts";
+import { migrateDatabase } from "./db/migrate.ts";
+import { registerWorkflows, tasksOf, type WorkflowDefinition } from "./workflows/definition.ts";
+import { workflows as shippedWorkflows } from "./workflows/index.ts";
+import { startWorker, type ThroughlineWorker } from "./runtime/worker.ts";
+
+export interface AppOptions {
+  config: Config;
+  log: Logger;
+  worker: boolean;
+  migrate: boolean;
+  workflows?: WorkflowDefinition[];
+}
+
+export interface App {
+  db: Database;
+  pool: pg.Pool;
+  worker?: ThroughlineWorker;
+  stop(): Promise<void>;
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { config, log } = options;
+  const workflows = options.workflows ?? shippedWorkflows;
+  const db = await openDatabase(config, log);
+  const stack: (() => Promise<void>)[] = [() => db.close()];
+  const stop = async () => {
+    while (stack.length) await stack.pop()!().catch((err) => log.error({ err }, "error during shutdown"));
+  };
+  try {
+    if (options.migrate) {
+      await migrateDatabase(db.url, log);
+      log.info("database schema up to date");
+    }
+    const pool = new pg.Pool({ connectionString: db.url, max: config.THROUGHLINE_WORKER_CONCURRENCY + 5 });
+    pool.on("error", (err) => log.warn({ err }, "idle database connection lost"));
+    stack.push(() => pool.end());
+    await registerWorkflows(pool, workflows, {
+      timeoutSeconds: config.THROUGHLINE_STEP_TIMEOUT_MINUTES * 60,
+      maxInputBytes: config.THROUGHLINE_MAX_INPUT_BYTES,
+    });
+    let worker: ThroughlineWorker | undefined;
+    if (options.worker) {
+      worker = await startWorker({ pool, config, tasks: tasksOf(workflows), log });
+      stack.push(() => worker!.stop());
+    }
+    return { db, pool, worker, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -1,0 +1,40 @@
+// SQL functions raise errors with our own SQLSTATEs (TLxxx) and a message written for the caller.
+// This maps them to one error type the edges (CLI, REST, GraphQL) can show as they are.
+import type { DatabaseError } from "pg";
+
+/** SQLSTATE → what kind of mistake it is. Keep in step with the `using errcode` lines in sql/current/. */
+export const sqlErrorKinds = {
+  TL001: "conflict", // identity change
+  TL002: "conflict", // illegal transition
+  TL003: "conflict", // terminal row changed
+  TL004: "invalid", // step inserted outside start_run
+  TL005: "conflict", // event log update
+  TL404: "not_found",
+  TL409: "conflict",
+  TL413: "too_large",
+  TL422: "invalid",
+  "22P02": "invalid", // malformed value (uuid, json, cursor)
+} as const;
+
+export type ErrorKind = (typeof sqlErrorKinds)[keyof typeof sqlErrorKinds];
+
+export class ThroughlineError extends Error {
+  readonly kind: ErrorKind;
+  readonly code: string;
+  readonly hint?: string;
+  constructor(kind: ErrorKind, code: string, message: string, hint?: string) {
+    super(message);
+    this.name = "ThroughlineError";
+    this.kind = kind;
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+/** Rethrows a database error we raised on purpose as a ThroughlineError; anything else unchanged. */
+export function translateDbError(error: unknown): never {
+  const e = error as DatabaseError;
+  const kind = e?.code ? sqlErrorKinds[e.code as keyof typeof sqlErrorKinds] : undefined;
+  if (kind) throw new ThroughlineError(kind, e.code!, e.message, e.hint);
+  throw error;
+}

@@ -1,0 +1,27 @@
+// Maintenance calls (sql/current/400-maintenance.sql). Each is safe to run from many instances.
+import type pg from "pg";
+
+type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
+
+export async function reclaimExpiredLeases(db: Queryable): Promise<number> {
+  const { rows } = await db.query({ name: "throughline/reclaim_expired_leases", text: "select throughline.reclaim_expired_leases() as n" });
+  return rows[0].n;
+}
+
+export async function timeOutSteps(db: Queryable): Promise<number> {
+  const { rows } = await db.query("select throughline.time_out_steps() as n");
+  return rows[0].n;
+}
+
+/** Purges in batches until a batch comes back short; each batch is its own short transaction. */
+export async function purgeRuns(db: Queryable, retentionHours: number, batchSize: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rows } = await db.query(
+      "select throughline.purge_runs(now() - make_interval(hours => $1::integer), $2::integer) as n",
+      [retentionHours, batchSize],
+    );
+    total += rows[0].n;
+    if (rows[0].n < batchSize) return total;
+  }
+}

@@ -1,0 +1,163 @@
+// The worker: Graphile Worker claims jobs (doorbells carrying {stepId, attempt}); we claim the
+// step attempt in our own tables, run the task, and record its end. Leases, heartbeats, attempts and
+// results live in throughline.step, so a crashed worker's step is retried after a short lease
+// rather than after Graphile Worker's 4-hour lock, and its late writes are refused.
+import { randomUUID } from "node:crypto";
+import os from "node:os";
+import pg from "pg";
+import { z } from "zod";
+import { run as runGraphileWorker, parseCronItems, type Runner, type TaskList } from "graphile-worker";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { beginStep, completeStep, failStep, heartbeatSteps, skipStep } from "../db/steps.ts";
+import { purgeRuns, reclaimExpiredLeases, timeOutSteps } from "../db/maintenance.ts";
+import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
+import { workerLogger } from "./workerLogger.ts";
+
+const jobPayload = z.object({ stepId: z.union([z.number().int(), z.string().regex(/^\d+$/)]), attempt: z.number().int().min(1) });
+
+export const maintenanceTaskIdentifier = "throughline_maintenance";
+
+export interface WorkerOptions {
+  pool: pg.Pool;
+  config: Pick<Config, "THROUGHLINE_WORKER_CONCURRENCY" | "THROUGHLINE_LEASE_SECONDS" | "THROUGHLINE_RECLAIM_INTERVAL_SECONDS"
+    | "THROUGHLINE_MAINTENANCE_CRON" | "THROUGHLINE_RETENTION_HOURS" | "THROUGHLINE_PURGE_BATCH_SIZE">;
+  tasks: AnyTask[];
+  log: Logger;
+  workerId?: string;
+}
+
+export interface ThroughlineWorker {
+  workerId: string;
+  /** Attempts this process is running right now. */
+  inFlight(): number;
+  stop(): Promise<void>;
+}
+
+interface Running {
+  stepId: string;
+  attempt: number;
+  abort: AbortController;
+}
+
+export async function startWorker(options: WorkerOptions): Promise<ThroughlineWorker> {
+  const { pool, config, log: baseLog } = options;
+  const workerId = options.workerId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const log = baseLog.child({ component: "worker", workerId });
+  const lease = config.THROUGHLINE_LEASE_SECONDS;
+  const running = new Map<string, Running>();
+
+  const runStep = (task: AnyTask) => async (payload: unknown) => {
+    const parsed = jobPayload.safeParse(payload);
+    if (!parsed.success) {
+      // Not ours to retry: a job we did not write. Log and let Graphile Worker drop it.
+      log.error({ payload, task: task.identifier }, "ignoring a job whose payload is not {stepId, attempt}");
+      return;
+    }
+    const stepId = String(parsed.data.stepId);
+    const attempt = parsed.data.attempt;
+    const claim = await beginStep(pool, stepId, attempt, workerId, lease);
+    if (!claim) {
+      log.debug({ stepId, attempt }, "attempt no longer current or already claimed; nothing to do");
+      return;
+    }
+    const stepLog = log.child({ token: claim.token, step: claim.step, attempt });
+    const abort = new AbortController();
+    const key = `${stepId}:${attempt}`;
+    running.set(key, { stepId, attempt, abort });
+    try {
+      let result: unknown;
+      let error: unknown;
+      try {
+        const input = task.input.safeParse(claim.input);
+        if (!input.success) {
+          throw new TerminalError(`Invalid run input for ${claim.step}: ${z.prettifyError(input.error)}`);
+        }
+        result = await task.run({
+          token: claim.token, step: claim.step, attempt, maxAttempts: claim.maxAttempts, workflow: claim.workflow,
+          subject: claim.subject, input: input.data, upstream: claim.upstream, signal: abort.signal, log: stepLog, db: pool,
+        });
+        if (!isNotApplicable(result) && task.output) {
+          const output = task.output.safeParse(result);
+          if (!output.success) throw new TerminalError(`${claim.step} produced invalid output: ${z.prettifyError(output.error)}`);
+          result = output.data;
+        }
+      } catch (e) {
+        error = e;
+      }
+      // Persist first: the result and the status commit together; everything that reacts to them
+      // (dependents, listeners, subscribers) hears of it only after this commit.
+      if (error === undefined && isNotApplicable(result)) {
+        const ok = await skipStep(pool, stepId, attempt, result.reason);
+        stepLog.info({ ok, reason: result.reason }, ok ? "step not applicable" : "late result refused (attempt no longer current)");
+      } else if (error === undefined) {
+        const ok = await completeStep(pool, stepId, attempt, result ?? null);
+        stepLog.info({ ok }, ok ? "step completed" : "late result refused (attempt no longer current)");
+      } else {
+        const terminal = error instanceof TerminalError;
+        const message = error instanceof Error ? error.message : String(error);
+        const outcome = await failStep(pool, stepId, attempt, message, !terminal);
+        stepLog.warn({ outcome, err: error }, "step attempt failed");
+      }
+    } finally {
+      running.delete(key);
+    }
+  };
+
+  const taskList: TaskList = {};
+  for (const task of options.tasks) taskList[task.identifier] = runStep(task);
+  taskList[maintenanceTaskIdentifier] = async () => {
+    const timedOut = await timeOutSteps(pool);
+    const purged = await purgeRuns(pool, config.THROUGHLINE_RETENTION_HOURS, config.THROUGHLINE_PURGE_BATCH_SIZE);
+    log.info({ timedOut, purged }, "maintenance done");
+  };
+
+  const runner: Runner = await runGraphileWorker({
+    pgPool: pool,
+    concurrency: config.THROUGHLINE_WORKER_CONCURRENCY,
+    taskList,
+    // job_key makes the cron job single per tick across instances (Graphile Worker's cron is
+    // already deduplicated by its known_crontabs table; the key guards manual triggers too).
+    parsedCronItems: parseCronItems([{
+      task: maintenanceTaskIdentifier,
+      match: config.THROUGHLINE_MAINTENANCE_CRON,
+      options: { backfillPeriod: 0, maxAttempts: 1, jobKey: maintenanceTaskIdentifier, jobKeyMode: "replace" },
+    }]),
+    noHandleSignals: true,
+    logger: workerLogger(baseLog),
+  });
+
+  // Heartbeats keep our leases; an attempt missing from the answer lost its lease (reclaimed
+  // elsewhere): abort it so the task stops, and its result will be refused anyway.
+  const heartbeat = setInterval(() => {
+    const steps = [...running.values()];
+    if (steps.length === 0) return;
+    heartbeatSteps(pool, workerId, steps, lease).then((held) => {
+      for (const s of steps) if (!held.has(s.stepId)) s.abort.abort(new Error("lease lost"));
+    }, (err) => log.warn({ err }, "heartbeat failed"));
+  }, (lease * 1000) / 3);
+
+  // Reclaiming dead attempts is cheap and must happen within about one lease, which is finer than
+  // cron's minute; every worker sweeps, and SKIP LOCKED plus the attempt fence keep that safe.
+  const reclaim = setInterval(() => {
+    reclaimExpiredLeases(pool).then((n) => n > 0 && log.info({ reclaimed: n }, "retrying attempts whose worker was lost"),
+      (err) => log.warn({ err }, "lease sweep failed"));
+  }, config.THROUGHLINE_RECLAIM_INTERVAL_SECONDS * 1000);
+
+  log.info({ concurrency: config.THROUGHLINE_WORKER_CONCURRENCY, tasks: Object.keys(taskList), leaseSeconds: lease }, "worker started");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    workerId,
+    inFlight: () => running.size,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(heartbeat);
+        clearInterval(reclaim);
+        await runner.stop();
+        log.info("worker stopped");
+      })();
+      return stopping;
+    },
+  };
+}
