@@ -39,6 +39,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     }
     const pool = new pg.Pool({ connectionString: db.url, max: config.THROUGHLINE_WORKER_CONCURRENCY + 5 });
     pool.on("error", (err) => log.warn({ err }, "idle database connection lost"));
+    pool.on("connect", (client) => client.on("error", (err) => log.warn({ err }, "database connection lost")));
     stack.push(() => pool.end());
     await registerWorkflows(pool, workflows, {
       timeoutSeconds: config.THROUGHLINE_STEP_TIMEOUT_MINUTES * 60,

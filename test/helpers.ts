@@ -1,0 +1,146 @@
+// Test helpers: a database per test file (copied from the migrated template), factories, and a
+// patient wait for asynchronous outcomes (never a timing assertion).
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, inject } from "vitest";
+import pg from "pg";
+import { createLogger } from "../src/log.ts";
+import type { TestServer } from "./globalSetup.ts";
+import { startWorker, type ThroughlineWorker } from "../src/runtime/worker.ts";
+import { tasksOf } from "../src/workflows/definition.ts";
+import { workflows } from "../src/workflows/index.ts";
+import { testWorkflows } from "./fixtures/testWorkflows.ts";
+
+export const servers = (): TestServer[] => inject("servers");
+export const newestServer = (): TestServer => servers()[0];
+
+export interface TestDatabase {
+  url: string;
+  pool: pg.Pool;
+  name: string;
+}
+
+function withDatabase(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** A fresh database (a copy of the migrated template) on the server, dropped after the file. */
+export function useTestDatabase(server: () => TestServer = newestServer): TestDatabase {
+  const db = {} as TestDatabase;
+  beforeAll(async () => {
+    const s = server();
+    db.name = `tl_test_${randomBytes(6).toString("hex")}`;
+    const admin = new pg.Client({ connectionString: s.adminUrl });
+    await admin.connect();
+    await admin.query(`create database ${db.name} template tl_template`);
+    await admin.end();
+    db.url = withDatabase(s.adminUrl, db.name);
+    db.pool = new pg.Pool({ connectionString: db.url, max: 20 });
+    db.pool.on("error", () => {});
+  });
+  afterAll(async () => {
+    await db.pool?.end();
+    const admin = new pg.Client({ connectionString: server().adminUrl });
+    await admin.connect();
+    await admin.query(`drop database if exists ${db.name} with (force)`);
+    await admin.end();
+  });
+  return db;
+}
+
+/** Runs fn in a transaction that is always rolled back. */
+export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    return await fn(client);
+  } finally {
+    await client.query("rollback").catch(() => {});
+    client.release();
+  }
+}
+
+/** Polls until fn returns a truthy value (returned), or fails with the last value after timeoutMs. */
+export async function waitFor<T>(fn: () => Promise<T>, { timeoutMs = 30_000, intervalMs = 25, what = "condition" } = {}): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    last = await fn();
+    if (last) return last as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export const testLog = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
+
+/** An in-process worker for the shipped and test workflows, with short leases for tests. */
+export async function startTestWorker(pool: pg.Pool, overrides: Partial<Parameters<typeof startWorker>[0]["config"]> = {}): Promise<ThroughlineWorker> {
+  return startWorker({
+    pool,
+    log: testLog,
+    tasks: tasksOf([...workflows, ...testWorkflows]),
+    config: {
+      THROUGHLINE_WORKER_CONCURRENCY: 10,
+      THROUGHLINE_LEASE_SECONDS: 30,
+      THROUGHLINE_RECLAIM_INTERVAL_SECONDS: 1,
+      THROUGHLINE_MAINTENANCE_CRON: "0 0 1 1 *",
+      THROUGHLINE_RETENTION_HOURS: 72,
+      THROUGHLINE_PURGE_BATCH_SIZE: 100,
+      ...overrides,
+    },
+  });
+}
+
+export interface StepState {
+  step: string;
+  status: string;
+  failure_reason: string | null;
+  status_reason: string | null;
+  updated_at: Date;
+  attempt: number;
+  output: unknown;
+}
+
+export async function stepsOf(db: pg.Pool | pg.PoolClient, token: string): Promise<Record<string, StepState>> {
+  const { rows } = await db.query<StepState>(
+    "select step, status, failure_reason, status_reason, updated_at, attempt, output from throughline.step where token = $1 order by id", [token]);
+  return Object.fromEntries(rows.map((r) => [r.step, r]));
+}
+
+export async function runStatus(db: pg.Pool | pg.PoolClient, token: string): Promise<string | undefined> {
+  const { rows } = await db.query("select status from throughline.run where token = $1", [token]);
+  return rows[0]?.status;
+}
+
+/** Waits until the run has ended, returning its status. */
+export function runEnded(db: pg.Pool, token: string, timeoutMs = 30_000): Promise<string> {
+  return waitFor(async () => {
+    const s = await runStatus(db, token);
+    return s && s !== "PENDING" ? s : undefined;
+  }, { timeoutMs, what: `run ${token} to end` });
+}
+
+/** Starts a run through SQL; returns its token. */
+export async function startRunSql(db: pg.Pool | pg.PoolClient, workflow: string, input: unknown, opts: { subject?: string; token?: string } = {}): Promise<string> {
+  const { rows } = await db.query("select token from throughline.start_run($1, $2::jsonb, $3, '{}', $4::uuid)",
+    [workflow, JSON.stringify(input), opts.subject ?? null, opts.token ?? null]);
+  return rows[0].token;
+}
+
+export const bom = {
+  withComponents: {
+    bomFormat: "CycloneDX",
+    specVersion: "1.5",
+    serialNumber: "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
+    version: 1,
+    components: [
+      { type: "library", name: "log4j-core", version: "2.14.1", purl: "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1", "bom-ref": "log4j" },
+      { type: "library", name: "lodash", version: "4.17.20", purl: "pkg:npm/lodash@4.17.20" },
+      { type: "library", name: "left-pad", version: "1.3.0", purl: "pkg:npm/left-pad@1.3.0" },
+      { type: "framework", name: "internal-thing" },
+    ],
+  },
+  empty: { bomFormat: "CycloneDX", specVersion: "1.5", version: 1, components: [] },
+};
