@@ -2,6 +2,7 @@
 // for malformed JSON, a path (components[3].name) for a document of the wrong shape.
 import { z } from "zod";
 import type { Component } from "../db/projects.ts";
+import { jsonErrorOffset, lineAndColumn } from "./jsonErrorPosition.ts";
 
 const componentSchema: z.ZodType<CycloneDxComponent> = z.lazy(() => z.object({
   type: z.string().min(1),
@@ -32,23 +33,16 @@ export const cycloneDxSchema = z.object({
 
 export class BomError extends Error {}
 
-function lineAndColumn(text: string, position: number): string {
-  const before = text.slice(0, position);
-  const line = before.split("\n").length;
-  const column = position - before.lastIndexOf("\n");
-  return `line ${line}, column ${column}`;
-}
-
 /** The BOM as submitted: the parsed document, or its raw JSON text. */
 export function parseBom(bom: unknown): { specVersion: string; serialNumber?: string; components: Component[] } {
   let doc = bom;
   if (typeof bom === "string") {
     try {
       doc = JSON.parse(bom);
-    } catch (e) {
-      const message = (e as Error).message;
-      const pos = /position (\d+)/.exec(message);
-      throw new BomError(`BOM is not valid JSON${pos ? ` at ${lineAndColumn(bom, Number(pos[1]))}` : ""}: ${message.replace(/ in JSON at position \d+.*$/, "")}`);
+    } catch {
+      const offset = jsonErrorOffset(bom) ?? 0;
+      const what = offset >= bom.length ? "unexpected end of input" : `unexpected ${JSON.stringify(bom[offset])}`;
+      throw new BomError(`BOM is not valid JSON at ${lineAndColumn(bom, offset)}: ${what}`);
     }
   }
   const result = cycloneDxSchema.safeParse(doc);
