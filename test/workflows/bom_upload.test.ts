@@ -44,7 +44,7 @@ describe("bom_upload", () => {
     const steps = await stepsOf(db.pool, token);
     expect(steps.BOM_CONSUMPTION.status).toBe("FAILED");
     expect(steps.BOM_CONSUMPTION.failure_reason).toMatch(/^BOM is not valid JSON/);
-    expect(steps.BOM_CONSUMPTION.failure_reason).toBe(`BOM is not valid JSON at line 4, column 37: unexpected "}"`);
+    expect(steps.BOM_CONSUMPTION.failure_reason).toBe(`BOM is not valid JSON at line 4, column 33: unexpected "}"`);
     expect(steps.BOM_CONSUMPTION.attempt).toBe(1); // terminal: not retried
     for (const name of ["BOM_PROCESSING", "VULN_ANALYSIS", "REPO_META_ANALYSIS", "POLICY_EVALUATION", "METRICS_UPDATE"]) {
       expect(steps[name].status).toBe("CANCELLED");
