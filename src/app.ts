@@ -1,5 +1,7 @@
 // Assembles a Throughline process: database (embedded or DATABASE_URL), migrations, workflow
 // registration, and the worker and/or server. Stops them in reverse order.
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import pg from "pg";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -24,9 +26,20 @@ export interface App {
   stop(): Promise<void>;
 }
 
+/** The shipped workflows plus those of the modules named in THROUGHLINE_WORKFLOWS. */
+export async function loadWorkflows(config: Config): Promise<WorkflowDefinition[]> {
+  const all = [...shippedWorkflows];
+  for (const modulePath of (config.THROUGHLINE_WORKFLOWS ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
+    const mod = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { workflows?: WorkflowDefinition[] };
+    if (!Array.isArray(mod.workflows)) throw new Error(`${modulePath} (THROUGHLINE_WORKFLOWS) exports no \`workflows\` array`);
+    all.push(...mod.workflows);
+  }
+  return all;
+}
+
 export async function startApp(options: AppOptions): Promise<App> {
   const { config, log } = options;
-  const workflows = options.workflows ?? shippedWorkflows;
+  const workflows = options.workflows ?? (await loadWorkflows(config));
   const db = await openDatabase(config, log);
   const stack: (() => Promise<void>)[] = [() => db.close()];
   const stop = async () => {

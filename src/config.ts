@@ -32,6 +32,8 @@ const envSchema = z.object({
   THROUGHLINE_PURGE_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(500),
   THROUGHLINE_MAINTENANCE_CRON: z.string().default("*/15 * * * *")
     .describe("When timeouts and retention run (Graphile Worker crontab syntax; hyades: every 15 min)."),
+  THROUGHLINE_WORKFLOWS: z.string().optional()
+    .describe("Extra workflow modules (comma-separated paths; each exports `workflows`), registered and run beside the shipped ones."),
   THROUGHLINE_MAX_INPUT_BYTES: z.coerce.number().int().positive().default(10 * 1024 * 1024)
     .describe("Largest accepted run input (JSON text bytes)."),
 });
