@@ -11,6 +11,7 @@ import graphileMigrate from "graphile-migrate";
 import { migrateSettings } from "../src/db/migrateSettings.ts";
 import { makeTempDir, startLocalPostgres } from "../src/postgres/localPostgres.ts";
 import { runMigrations } from "graphile-worker";
+import { releaseMigrationPools } from "../src/db/migrate.ts";
 
 const [command, message] = process.argv.slice(2);
 const dir = makeTempDir("tl-db-");
@@ -34,6 +35,7 @@ try {
   else if (command === "check") await watch(settings, true);
   else throw new Error(`unknown command ${command}; use commit, uncommit or check`);
 } finally {
+  releaseMigrationPools();
   await server.stop();
   rmSync(dir, { recursive: true, force: true });
 }
