@@ -303,7 +303,7 @@ async function multipartFields(req: IncomingMessage, body: Buffer): Promise<Reco
     form = await new Request("http://localhost/", {
       method: "POST",
       headers: { "content-type": req.headers["content-type"] ?? "" },
-      body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
+      body: new Uint8Array(body),
     }).formData();
   } catch (e) {
     throw text(400, `Malformed multipart/form-data body: ${(e as Error).message}`);
