@@ -13,6 +13,7 @@ import { beginStep, completeStep, failStep, heartbeatSteps, skipStep } from "../
 import { purgeRuns, reclaimExpiredLeases, timeOutSteps } from "../db/maintenance.ts";
 import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
 import { workerLogger } from "./workerLogger.ts";
+import { webhookDeliveryTask, webhookDeliveryTaskIdentifier } from "./webhookDelivery.ts";
 
 const jobPayload = z.object({ stepId: z.union([z.number().int(), z.string().regex(/^\d+$/)]), attempt: z.number().int().min(1) });
 
@@ -111,6 +112,8 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
     const purged = await purgeRuns(pool, config.THROUGHLINE_RETENTION_HOURS, config.THROUGHLINE_PURGE_BATCH_SIZE);
     log.info({ timedOut, purged }, "maintenance done");
   };
+  // Webhooks: a separate job per delivery; its failures are recorded in our tables, never a step's.
+  taskList[webhookDeliveryTaskIdentifier] = webhookDeliveryTask({ pool, log: baseLog });
 
   const runner: Runner = await runGraphileWorker({
     pgPool: pool,
