@@ -1,9 +1,12 @@
 // Test helpers: a database per test file (copied from the migrated template), factories, and a
 // patient wait for asynchronous outcomes (never a timing assertion).
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, inject } from "vitest";
 import pg from "pg";
 import { createLogger } from "../src/log.ts";
+import { projectRoot } from "../src/config.ts";
 import type { TestServer } from "./globalSetup.ts";
 import { startWorker, type ThroughlineWorker } from "../src/runtime/worker.ts";
 import { tasksOf } from "../src/workflows/definition.ts";
@@ -130,17 +133,7 @@ export async function startRunSql(db: pg.Pool | pg.PoolClient, workflow: string,
 }
 
 export const bom = {
-  withComponents: {
-    bomFormat: "CycloneDX",
-    specVersion: "1.5",
-    serialNumber: "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
-    version: 1,
-    components: [
-      { type: "library", name: "log4j-core", version: "2.14.1", purl: "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1", "bom-ref": "log4j" },
-      { type: "library", name: "lodash", version: "4.17.20", purl: "pkg:npm/lodash@4.17.20" },
-      { type: "library", name: "left-pad", version: "1.3.0", purl: "pkg:npm/left-pad@1.3.0" },
-      { type: "framework", name: "internal-thing" },
-    ],
-  },
+  /** The example BOM of the README (test/fixtures/bom-with-components.json). */
+  withComponents: JSON.parse(readFileSync(path.join(projectRoot, "test/fixtures/bom-with-components.json"), "utf8")),
   empty: { bomFormat: "CycloneDX", specVersion: "1.5", version: 1, components: [] },
 };

@@ -2,7 +2,7 @@
 // The functions take the point in time they work to, so "an hour later" needs no waiting.
 import { describe, expect, test } from "vitest";
 import type pg from "pg";
-import { servers, startRunSql, stepsOf, useTestDatabase, withTx } from "../helpers.ts";
+import { servers, startRunSql, startTestWorker, stepsOf, useTestDatabase, waitFor, withTx } from "../helpers.ts";
 
 const later = (minutes: number) => `now() + interval '${minutes} minutes'`;
 
@@ -145,5 +145,28 @@ describe.each(servers())("$name", (server) => {
       expect((await c.query(`select throughline.purge_runs(${cutoff}, 2) as n`)).rows[0].n).toBe(2);
       expect((await c.query(`select throughline.purge_runs(${cutoff}, 2) as n`)).rows[0].n).toBe(1);
     });
+  });
+});
+
+describe("the maintenance task", () => {
+  const db = useTestDatabase();
+
+  test("runs timeouts through Graphile Worker cron’s task, safe to trigger from anywhere", async () => {
+    // A workflow whose only step times out after 0.2 s and whose task no worker runs.
+    await db.pool.query(`select throughline.register_workflow('test_never_runs',
+      '[{"step": "STUCK", "task": "nobody_runs_this", "timeoutSeconds": 0.2}]'::jsonb, 'test', false)`);
+    const token = await startRunSql(db.pool, "test_never_runs", {});
+    const worker = await startTestWorker(db.pool);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await db.pool.query("select graphile_worker.add_job('throughline_maintenance', '{}'::json)");
+      await waitFor(async () => (await stepsOf(db.pool, token)).STUCK.status === "TIMED_OUT", { what: "the step to time out" });
+      await new Promise((r) => setTimeout(r, 300));
+      await db.pool.query("select graphile_worker.add_job('throughline_maintenance', '{}'::json)");
+      await waitFor(async () => (await stepsOf(db.pool, token)).STUCK.status === "FAILED", { what: "the step to fail" });
+      expect((await stepsOf(db.pool, token)).STUCK.failure_reason).toBe("Timed out");
+    } finally {
+      await worker.stop();
+    }
   });
 });
