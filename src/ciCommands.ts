@@ -1,0 +1,358 @@
+// `throughline submit | status | wait` for CI pipelines: talk to a running Throughline server over
+// its Dependency-Track-compatible REST API (server/rest/dependencyTrack.ts), so a pipeline needs a URL
+// (and later an API key), never database credentials.
+//
+//   throughline submit --project <uuid | name@version> --bom FILE [--wait [wait options]] [--json]
+//   throughline submit --analyze --project <uuid>                 (a re-analysis)
+//   throughline status <token> [--json]
+//   throughline wait <token> [--timeout SECONDS] [--interval SECONDS] [--stall SECONDS] [--json]
+//
+// Environment: THROUGHLINE_URL (default http://127.0.0.1:5678); THROUGHLINE_API_KEY, sent as
+// X-Api-Key (Dependency-Track's header) when set.
+//
+// Exit codes (wait, and submit --wait):
+//   0  every step ended COMPLETED or NOT_APPLICABLE
+//   1  a step FAILED (its reason is printed)
+//   2  usage or configuration error (bad arguments, server unreachable or refusing)
+//   3  the run was CANCELLED (no step failed)
+//   4  unknown token
+//   5  timed out: a step is TIMED_OUT and no step has changed for --stall seconds (default 60).
+//      The orchestrator has stopped expecting that step; a late result could still complete it,
+//      but a pipeline should not sit through the hour before maintenance fails it.
+//   6  --timeout seconds passed while the run was still processing (nothing is cancelled)
+// status: 0 when the token exists (whatever its state), 4 when unknown, 2 on usage errors.
+// submit without --wait: 0 once the server accepted the run (its token is printed), 2 otherwise.
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+
+export const exitCodes = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  cancelled: 3,
+  unknownToken: 4,
+  timedOut: 5,
+  waitTimeout: 6,
+} as const;
+
+export type Outcome = "COMPLETED" | "FAILED" | "CANCELLED" | "UNKNOWN_TOKEN" | "TIMED_OUT" | "WAIT_TIMEOUT";
+
+const outcomeCodes: Record<Outcome, number> = {
+  COMPLETED: exitCodes.ok,
+  FAILED: exitCodes.failed,
+  CANCELLED: exitCodes.cancelled,
+  UNKNOWN_TOKEN: exitCodes.unknownToken,
+  TIMED_OUT: exitCodes.timedOut,
+  WAIT_TIMEOUT: exitCodes.waitTimeout,
+};
+
+/** One element of GET /api/v1/workflow/token/{token}/status. */
+export interface StepState {
+  token: string;
+  step: string;
+  status: string;
+  startedAt?: number;
+  updatedAt: number;
+  failureReason?: string;
+}
+
+export interface CiIo {
+  stdout: { write(s: string): unknown; isTTY?: boolean };
+  stderr: { write(s: string): unknown };
+  env: Record<string, string | undefined>;
+  fetch: typeof fetch;
+  sleep(ms: number): Promise<void>;
+  now(): number;
+}
+
+export const defaultIo = (): CiIo => ({
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  fetch: globalThis.fetch,
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  now: () => Date.now(),
+});
+
+export class CiUsageError extends Error {}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const OPEN = new Set(["PENDING", "TIMED_OUT"]);
+
+export const ciUsage = `Usage (CI; talks to THROUGHLINE_URL, default http://127.0.0.1:5678):
+  throughline submit --project <uuid | name@version> --bom FILE [--wait] [--json]
+  throughline submit --analyze --project <uuid> [--wait] [--json]
+  throughline status <token> [--json]
+  throughline wait <token> [--timeout SECONDS] [--interval SECONDS] [--stall SECONDS] [--json]
+
+Exit codes of wait (and submit --wait): 0 all steps COMPLETED or NOT_APPLICABLE, 1 a step FAILED,
+2 usage or configuration error, 3 cancelled, 4 unknown token, 5 a step TIMED_OUT and the run stalled
+for --stall seconds (default 60), 6 --timeout reached while still processing.`;
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+interface Client {
+  base: string;
+  get(path: string): Promise<Response>;
+  send(method: string, path: string, body?: BodyInit, headers?: Record<string, string>): Promise<Response>;
+}
+
+function clientFor(io: CiIo): Client {
+  const raw = io.env.THROUGHLINE_URL || "http://127.0.0.1:5678";
+  let base: string;
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http(s)");
+    base = url.toString().replace(/\/+$/, "");
+  } catch {
+    throw new CiUsageError(`THROUGHLINE_URL is not an http(s) URL: "${raw}"`);
+  }
+  const auth: Record<string, string> = io.env.THROUGHLINE_API_KEY ? { "x-api-key": io.env.THROUGHLINE_API_KEY } : {};
+  const send = async (method: string, path: string, body?: BodyInit, headers: Record<string, string> = {}) => {
+    try {
+      return await io.fetch(base + path, { method, body, headers: { ...auth, ...headers } });
+    } catch (e) {
+      throw new CiUsageError(`cannot reach Throughline at ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    }
+  };
+  return { base, get: (path) => send("GET", path), send };
+}
+
+async function refusal(res: Response, what: string): Promise<CiUsageError> {
+  const body = (await res.text().catch(() => "")).slice(0, 500);
+  return new CiUsageError(`${what}: the server answered ${res.status}${body ? `: ${body}` : ""}`);
+}
+
+/** The steps of a run, or undefined for an unknown token. Transient failures are retried (3 times). */
+export async function fetchStatus(client: Client, token: string, io: CiIo): Promise<StepState[] | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await client.get(`/api/v1/workflow/token/${encodeURIComponent(token)}/status`);
+      if (res.status === 404) return undefined;
+      if (res.status === 200) return (await res.json()) as StepState[];
+      if (res.status < 500 || attempt >= 3) throw await refusal(res, `reading the status of ${token}`);
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+    await io.sleep(500 * attempt);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes
+
+/** The outcome of a run whose steps have all ended, or undefined while any is open. */
+export function outcomeOf(steps: StepState[]): Outcome | undefined {
+  if (steps.some((s) => OPEN.has(s.status))) return undefined;
+  if (steps.some((s) => s.status === "FAILED")) return "FAILED";
+  if (steps.some((s) => s.status === "CANCELLED")) return "CANCELLED";
+  return "COMPLETED";
+}
+
+const fmtDuration = (ms: number) => (ms < 1000 ? `${ms} ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60_000)} min`);
+
+function summaryLine(steps: StepState[]): string {
+  const done = steps.filter((s) => !OPEN.has(s.status)).length;
+  const open = steps.filter((s) => OPEN.has(s.status)).map((s) => (s.status === "TIMED_OUT" ? `${s.step} (TIMED_OUT)` : s.step));
+  return `${done}/${steps.length} steps done${open.length ? `; waiting for ${open.join(", ")}` : ""}`;
+}
+
+function stepTable(steps: StepState[]): string {
+  return steps.map((s) => `  ${s.step.padEnd(20)} ${s.status.padEnd(15)}${s.failureReason ?? ""}`.trimEnd() + "\n").join("");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+export interface WaitOptions {
+  /** Give up (exit 6) after this many seconds; none by default. */
+  timeoutSeconds?: number;
+  /** Seconds between polls (default 1). */
+  intervalSeconds?: number;
+  /** With a step TIMED_OUT, give up (exit 5) after this many seconds without any step changing (default 60). */
+  stallSeconds?: number;
+  json?: boolean;
+}
+
+export async function ciWait(token: string, options: WaitOptions = {}, io: CiIo = defaultIo()): Promise<number> {
+  if (!UUID_RE.test(token)) throw new CiUsageError(`not a token (a UUID): "${token}"`);
+  const client = clientFor(io);
+  const interval = Math.max(0.01, options.intervalSeconds ?? 1) * 1000;
+  const stall = (options.stallSeconds ?? 60) * 1000;
+  const started = io.now();
+  const deadline = options.timeoutSeconds !== undefined ? started + options.timeoutSeconds * 1000 : Infinity;
+  const live = !options.json && !!io.stdout.isTTY;
+  const seen = new Map<string, string>();
+  let lastChange = started;
+  let lastLive = "";
+
+  const finish = (outcome: Outcome, steps: StepState[] | undefined): number => {
+    const code = outcomeCodes[outcome];
+    if (live && lastLive) io.stdout.write("\r\x1b[K");
+    if (options.json) {
+      io.stdout.write(JSON.stringify({ token, outcome, exitCode: code, steps: steps ?? [] }) + "\n");
+      return code;
+    }
+    if (outcome === "UNKNOWN_TOKEN") {
+      io.stderr.write(`Provided token ${token} does not exist.\n`);
+      return code;
+    }
+    const took = fmtDuration(io.now() - started);
+    const headline: Record<Outcome, string> = {
+      COMPLETED: `run ${token} completed (${took})`,
+      FAILED: `run ${token} FAILED (${took})`,
+      CANCELLED: `run ${token} was CANCELLED (${took})`,
+      TIMED_OUT: `run ${token} is stalled: a step TIMED_OUT and nothing changed for ${fmtDuration(stall)}`,
+      WAIT_TIMEOUT: `gave up waiting for run ${token} after ${fmtDuration(io.now() - started)}; it is still processing`,
+      UNKNOWN_TOKEN: "",
+    };
+    io.stdout.write(`${headline[outcome]}\n${stepTable(steps ?? [])}`);
+    const failed = (steps ?? []).filter((s) => s.status === "FAILED" || s.status === "TIMED_OUT");
+    for (const s of failed) io.stderr.write(`${s.step} ${s.status}${s.failureReason ? `: ${s.failureReason}` : ""}\n`);
+    return code;
+  };
+
+  for (;;) {
+    const steps = await fetchStatus(client, token, io);
+    if (!steps) return finish("UNKNOWN_TOKEN", undefined);
+    for (const s of steps) {
+      const before = seen.get(s.step);
+      if (before !== `${s.status}:${s.updatedAt}`) {
+        if (seen.size >= steps.length || before !== undefined) lastChange = io.now();
+        seen.set(s.step, `${s.status}:${s.updatedAt}`);
+        if (!options.json && !live && before?.split(":")[0] !== s.status) {
+          io.stdout.write(`${s.step} ${s.status}${s.failureReason ? `: ${s.failureReason}` : ""}\n`);
+        }
+      }
+    }
+    const outcome = outcomeOf(steps);
+    if (outcome) return finish(outcome, steps);
+    if (live) {
+      const line = `${summaryLine(steps)} (${fmtDuration(io.now() - started)})`;
+      io.stdout.write(`\r\x1b[K${line}`);
+      lastLive = line;
+    }
+    if (steps.some((s) => s.status === "TIMED_OUT") && io.now() - lastChange >= stall) return finish("TIMED_OUT", steps);
+    if (io.now() >= deadline) return finish("WAIT_TIMEOUT", steps);
+    await io.sleep(Math.min(interval, Math.max(0, deadline - io.now())));
+  }
+}
+
+export async function ciStatus(token: string, options: { json?: boolean } = {}, io: CiIo = defaultIo()): Promise<number> {
+  if (!UUID_RE.test(token)) throw new CiUsageError(`not a token (a UUID): "${token}"`);
+  const steps = await fetchStatus(clientFor(io), token, io);
+  if (!steps) {
+    if (options.json) io.stdout.write(JSON.stringify({ token, outcome: "UNKNOWN_TOKEN", steps: [] }) + "\n");
+    else io.stderr.write(`Provided token ${token} does not exist.\n`);
+    return exitCodes.unknownToken;
+  }
+  const outcome = outcomeOf(steps) ?? "PROCESSING";
+  if (options.json) io.stdout.write(JSON.stringify({ token, outcome, processing: outcome === "PROCESSING", steps }) + "\n");
+  else io.stdout.write(`${token}  ${outcome}\n${stepTable(steps)}`);
+  return exitCodes.ok;
+}
+
+export interface SubmitOptions {
+  /** A project UUID, or name@version (name alone when there is no version). */
+  project: string;
+  /** Path of the BOM file (not for analyze). */
+  bom?: string;
+  /** Start a re-analysis of the project instead of uploading a BOM. */
+  analyze?: boolean;
+  json?: boolean;
+  /** Wait for the run with these options (submit --wait). */
+  wait?: WaitOptions;
+}
+
+/** Splits "name@version" at its last "@" (an npm scope's leading "@" is part of the name). */
+export function projectFields(project: string): Record<string, string> {
+  if (UUID_RE.test(project)) return { project };
+  const at = project.lastIndexOf("@");
+  return at > 0 ? { projectName: project.slice(0, at), projectVersion: project.slice(at + 1) } : { projectName: project };
+}
+
+export async function ciSubmit(options: SubmitOptions, io: CiIo = defaultIo()): Promise<number> {
+  const client = clientFor(io);
+  let res: Response;
+  if (options.analyze) {
+    if (!UUID_RE.test(options.project)) throw new CiUsageError(`--analyze needs a project UUID, got "${options.project}"`);
+    res = await client.send("POST", `/api/v1/finding/project/${options.project}/analyze`);
+  } else {
+    if (!options.bom) throw new CiUsageError("submit needs --bom FILE (or --analyze)");
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(options.bom);
+    } catch (e) {
+      throw new CiUsageError(`cannot read the BOM file: ${(e as Error).message}`);
+    }
+    const form = new FormData();
+    for (const [k, v] of Object.entries(projectFields(options.project))) form.append(k, v);
+    form.append("autoCreate", "true");
+    form.append("bom", new Blob([new Uint8Array(bytes)]), options.bom.split(/[\\/]/).pop());
+    res = await client.send("POST", "/api/v1/bom", form);
+  }
+  if (res.status !== 200) throw await refusal(res, "submitting");
+  const { token } = (await res.json()) as { token: string };
+  if (options.wait) {
+    if (!options.json) io.stdout.write(`${token}\n`);
+    return ciWait(token, { ...options.wait, json: options.json }, io);
+  }
+  io.stdout.write(options.json ? JSON.stringify({ token }) + "\n" : `${token}\n`);
+  return exitCodes.ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One entry point for src/cli.ts: argv = [command, ...arguments]; returns the exit code.
+
+const num = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new CiUsageError(`--${name} must be a number of seconds, got "${v}"`);
+  return n;
+};
+
+export async function ciMain(argv: string[], io: CiIo = defaultIo()): Promise<number> {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        project: { type: "string" },
+        bom: { type: "string" },
+        analyze: { type: "boolean", default: false },
+        wait: { type: "boolean", default: false },
+        timeout: { type: "string" },
+        interval: { type: "string" },
+        stall: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
+    });
+    const [command, ...rest] = positionals;
+    const waitOptions: WaitOptions = {
+      timeoutSeconds: num("timeout", values.timeout),
+      intervalSeconds: num("interval", values.interval),
+      stallSeconds: num("stall", values.stall),
+      json: values.json,
+    };
+    switch (command) {
+      case "submit":
+        if (!values.project) throw new CiUsageError("submit needs --project");
+        return await ciSubmit({ project: values.project, bom: values.bom, analyze: values.analyze, json: values.json, wait: values.wait ? waitOptions : undefined }, io);
+      case "status":
+        if (rest.length !== 1) throw new CiUsageError("status needs one token");
+        return await ciStatus(rest[0], { json: values.json }, io);
+      case "wait":
+        if (rest.length !== 1) throw new CiUsageError("wait needs one token");
+        return await ciWait(rest[0], waitOptions, io);
+      default:
+        throw new CiUsageError(`unknown command "${command ?? ""}"`);
+    }
+  } catch (e) {
+    if (e instanceof CiUsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      io.stderr.write(`throughline: ${(e as Error).message}\n\n${ciUsage}\n`);
+      return exitCodes.usage;
+    }
+    throw e;
+  }
+}
