@@ -21,6 +21,8 @@ const envSchema = z.object({
     .describe("Port of the embedded Postgres (127.0.0.1 only)."),
   THROUGHLINE_PG_BIN: z.string().optional()
     .describe("Directory with initdb and postgres to use instead of the embedded PostgreSQL 18 binaries."),
+  THROUGHLINE_AUTH: z.enum(["keys", "open"]).default("keys")
+    .describe("keys: every API request needs an API key. open: requests without a key act as admin (local development only)."),
   THROUGHLINE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(10),
   THROUGHLINE_LEASE_SECONDS: seconds(30)
     .describe("A step attempt whose worker stops heartbeating is retried after this long."),
