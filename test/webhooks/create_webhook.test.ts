@@ -94,3 +94,24 @@ describe("create_webhook", () => {
     expect((await db.pool.query("select throughline.delete_webhook($1) as d", [w.id])).rows[0].d).toBe(false);
   });
 });
+
+describe("resume_webhook_deliveries", () => {
+  test("rings again for a PENDING delivery that lost its job, and only for that one", async () => {
+    const w = await createWebhook(db.pool, { url: "http://127.0.0.1:9/nowhere", events: ["RUN_CANCELLED"], subject: "lost-doorbell" });
+    const token = (await db.pool.query("select token from throughline.start_run('test_single', '{}'::jsonb, 'lost-doorbell')")).rows[0].token;
+    await db.pool.query("select throughline.cancel_run($1)", [token]);
+    const queue = `throughline_webhook:${w.id}`;
+    const jobs = async () => Number((await db.pool.query("select count(*) from graphile_worker.jobs where queue_name = $1", [queue])).rows[0].count);
+    // No worker runs in this file: the outbox’s job is waiting, so nothing is stale yet.
+    expect(await jobs()).toBe(1);
+    expect((await db.pool.query("select throughline.resume_webhook_deliveries(interval '0') as n")).rows[0].n).toBe(0);
+    // Lose the doorbell (as if a worker claimed it and died before recording), and age the delivery.
+    await db.pool.query("select graphile_worker.complete_jobs(array(select id from graphile_worker.jobs where queue_name = $1))", [queue]);
+    expect(await jobs()).toBe(0);
+    await db.pool.query("update throughline.webhook_delivery set next_attempt_at = now() - interval '10 minutes' where webhook_id = $1", [w.id]);
+    expect((await db.pool.query("select throughline.resume_webhook_deliveries() as n")).rows[0].n).toBe(1);
+    expect(await jobs()).toBe(1);
+    // Rung once: a second sweep sees the job and does nothing.
+    expect((await db.pool.query("select throughline.resume_webhook_deliveries() as n")).rows[0].n).toBe(0);
+  });
+});
