@@ -9,11 +9,13 @@ export const sqlErrorKinds = {
   TL003: "conflict", // terminal row changed
   TL004: "invalid", // step inserted outside start_run
   TL005: "conflict", // event log update
+  TL403: "forbidden",
   TL404: "not_found",
   TL409: "conflict",
   TL413: "too_large",
   TL422: "invalid",
   "22P02": "invalid", // malformed value (uuid, json, cursor)
+  "42501": "forbidden", // the role lacks the privilege
 } as const;
 
 export type ErrorKind = (typeof sqlErrorKinds)[keyof typeof sqlErrorKinds];
