@@ -4,7 +4,9 @@
 // --latency-runs N (B, default 50), --concurrency N (worker, default 10), --pgbench-seconds N
 // (default 10, 0 skips), --profile (pg_stat_statements: top statements of A),
 // --worker-root DIR (spawn the worker from another checkout, e.g. a worktree with a change),
-// --worker-env K=V (repeatable, extra worker environment), --json FILE (write all figures).
+// --worker-env K=V (repeatable, extra worker environment), --json FILE (write all figures),
+// --sql-experiment FILE (run this SQL in the bench database after migrating: try an engine change
+// on the throwaway database without touching sql/).
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -17,7 +19,7 @@ import { pgbenchUpdate, type PgbenchResult } from "./lib/pgbench.ts";
 import { spawnWorker } from "./lib/worker.ts";
 import { criticalPathSteps, latency, peakRssMb, stepsPerRun, throughput, warmUp, type LatencyResult, type ThroughputResult } from "./lib/measure.ts";
 import { median, percentile } from "./lib/stats.ts";
-import { topStatements, type StatementRow } from "./lib/profile.ts";
+import { sampleWaits, topStatements, type StatementRow, type WaitSample } from "./lib/profile.ts";
 import { renderTable, type Row } from "./lib/table.ts";
 
 const { values } = parseArgs({
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     "worker-root": { type: "string" },
     "worker-env": { type: "string", multiple: true },
     json: { type: "string" },
+    "sql-experiment": { type: "string" },
   },
 });
 const runs = Number(values.runs);
@@ -60,9 +63,13 @@ async function main() {
   const db = await startBenchPostgres({ statements: values.profile });
   say(`Postgres ${db.server.version} on port ${db.port} (durable: fsync, synchronous_commit on), migrated`);
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  if (values["sql-experiment"]) {
+    await pool.query(readFileSync(values["sql-experiment"], "utf8"));
+    say(`applied ${values["sql-experiment"]}`);
+  }
   const worker = spawnWorker({ databaseUrl: db.url, root: workerRoot, concurrency, extraEnv: workerEnv });
   const results: {
-    pgbench?: PgbenchResult; a: ThroughputResult[]; b: LatencyResult[]; rssMb?: number; statements?: StatementRow[];
+    pgbench?: PgbenchResult; a: ThroughputResult[]; b: LatencyResult[]; rssMb?: number; statements?: StatementRow[]; statementsB?: StatementRow[]; waits?: { samples: number; top: WaitSample[] };
   } = { a: [], b: [] };
   try {
     await warmUp(pool, 20);
@@ -74,18 +81,24 @@ async function main() {
       if (!results.pgbench) say("pgbench not found: the ratio to the commit ceiling is left out");
     }
 
-    for (let i = 0; i < reps; i++) {
+    if (values.profile) await pool.query("select pg_stat_statements_reset()");
+    for (let i = 0; i < (latencyRuns > 0 ? reps : 0); i++) {
       say(`B ${i + 1}/${reps}: ${latencyRuns} runs one at a time`);
       results.b.push(await latency({ pool, count: latencyRuns, label: `B${i}` }));
     }
 
-    if (values.profile) await pool.query("select pg_stat_statements_reset()");
+    if (values.profile) {
+      results.statementsB = (await topStatements(pool, latencyRuns * reps, 40)).filter((s) => s.toplevel);
+      await pool.query("select pg_stat_statements_reset()");
+    }
+    const sampler = values.profile ? sampleWaits(db.url) : undefined;
     for (let i = 0; i < reps; i++) {
       say(`A ${i + 1}/${reps}: ${runs} runs at once`);
       const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`, reader: true });
       say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run`);
       results.a.push(r);
     }
+    if (sampler) results.waits = await sampler.stop();
     if (values.profile) results.statements = await topStatements(pool, runs * reps);
     results.rssMb = peakRssMb(worker.pid);
   } catch (e) {
@@ -137,7 +150,8 @@ async function main() {
   const failed = results.a.reduce((n, r) => n + r.failed, 0);
   process.stdout.write(`\nThroughline bench — ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${m.nproc} cores (${m.cpuModel}), ` +
     `Node ${m.node}, PostgreSQL ${db.server.version.split(" ")[0]} (durable), git ${m.gitRev}${workerRoot !== projectRoot ? `, worker from ${workerRoot}` : ""}` +
-    `${Object.keys(workerEnv).length ? `, worker env ${JSON.stringify(workerEnv)}` : ""}\n` +
+    `${Object.keys(workerEnv).length ? `, worker env ${JSON.stringify(workerEnv)}` : ""}` +
+    `${values["sql-experiment"] ? `, SQL experiment ${values["sql-experiment"]}` : ""}\n` +
     `load average at start ${m.loadavg}; A: ${runs} runs enqueued in transactions of ${batch} start_run calls, one worker process, concurrency ${concurrency}\n\n`);
   process.stdout.write(renderTable(["", "figure", "measured", "goal", "", "notes"], rows) + "\n");
   if (failed > 0) process.stdout.write(`\nWARNING: ${failed} runs of A did not end COMPLETED\n`);
@@ -146,6 +160,16 @@ async function main() {
     process.stdout.write(renderTable(["top", "calls/run", "ms/run", "mean ms", "statement"], results.statements.map((s) => [
       s.toplevel ? "yes" : "", s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3), s.query,
     ])) + "\n");
+  }
+  if (results.statementsB) {
+    process.stdout.write(`\npg_stat_statements over B (${latencyRuns * reps} runs, one at a time; top-level statements only):\n`);
+    process.stdout.write(renderTable(["calls/run", "ms/run", "mean ms", "statement"], results.statementsB.map((s) => [
+      s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3), s.query,
+    ])) + "\n");
+  }
+  if (results.waits) {
+    process.stdout.write(`\npg_stat_activity sampled every 10 ms during A (${results.waits.samples} samples; share = average number of backends in that state):\n`);
+    process.stdout.write(renderTable(["backends", "state or wait | statement"], results.waits.top.map((w) => [w.share.toFixed(2), w.what])) + "\n");
   }
   process.stdout.write(`\n(${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   if (values.json) writeFileSync(values.json, JSON.stringify({ machine: m, postgres: db.server.version, options: values, results, rows }, null, 2));

@@ -26,3 +26,49 @@ export async function topStatements(pool: pg.Pool, runs: number, limit = 25): Pr
     query: r.query.length > 110 ? r.query.slice(0, 107) + "..." : r.query,
   }));
 }
+
+export interface WaitSample {
+  what: string;
+  share: number;
+}
+
+/**
+ * Samples pg_stat_activity every `everyMs` until stopped: what the bench database's backends are
+ * doing (active and running on CPU, waiting for a lock, for the WAL flush, idle in transaction, …)
+ * and in which statement. The shares say where backend time goes.
+ */
+export function sampleWaits(url: string, everyMs = 10): { stop(): Promise<{ samples: number; top: WaitSample[] }> } {
+  let stopped = false;
+  const counts = new Map<string, number>();
+  let samples = 0;
+  const done = (async () => {
+    const pg = (await import("pg")).default;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      while (!stopped) {
+        const { rows } = await client.query(
+          `select state, coalesce(wait_event_type || ':' || wait_event, 'CPU') as wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as query
+           from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
+             and state <> 'idle'`);
+        samples++;
+        for (const r of rows) {
+          const key = `${r.state === "active" ? r.wait : r.state} | ${r.query}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        await new Promise((r) => setTimeout(r, everyMs));
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)
+        .map(([what, n]) => ({ what, share: n / samples }));
+      return { samples, top };
+    },
+  };
+}
