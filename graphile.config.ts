@@ -1,0 +1,73 @@
+// The one graphile-config preset of Throughline's GraphQL server (PostGraphile v5). The server
+// (server/server.ts) builds it with the running process' dependencies; `npx graphile …` tools (e.g.
+// `npx graphile behavior debug`, `npx graphile config print`) load the default export, which reads
+// DATABASE_URL.
+import "postgraphile";
+import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { makePgService } from "postgraphile/adaptors/pg";
+import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
+import type { GraphQLError } from "postgraphile/graphql";
+import type { ChangeHub } from "./server/changes/changeHub.ts";
+import { KeepIdColumnNamesPlugin } from "./server/plugins/KeepIdColumnNamesPlugin.ts";
+import { PublicApiOnlyPlugin } from "./server/plugins/PublicApiOnlyPlugin.ts";
+import { RunChangesSubscriptionPlugin } from "./server/plugins/RunChangesSubscriptionPlugin.ts";
+
+export interface ThroughlinePresetOptions {
+  connectionString: string;
+  /** Connections PostGraphile's own pool may open. */
+  maxConnections?: number;
+  /** Change hub of this process (subscriptions); without it, subscriptions answer with an error. */
+  changes?: ChangeHub;
+  /** Largest accepted GraphQL request body (run inputs travel in it). */
+  maxRequestBytes?: number;
+  maskError?: (error: GraphQLError) => GraphQLError;
+}
+
+export function makeThroughlinePreset(options: ThroughlinePresetOptions): GraphileConfig.Preset {
+  return {
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
+    plugins: [
+      // Opt-in exposure of tables and functions: internals never become fields by accident.
+      PublicApiOnlyPlugin,
+      // step.id stays `id` (no Relay global ids, see disablePlugins below).
+      KeepIdColumnNamesPlugin,
+      // Subscription.runChanges / runsChanges: state + cursor, then every change; resumable.
+      RunChangesSubscriptionPlugin,
+    ],
+    // The global Node interface would rename every `id` column to `rowId` and add opaque ids; our
+    // identities (run token, step id) are what clients and the SQL API already use.
+    disablePlugins: ["NodePlugin"],
+    pgServices: [
+      makePgService({
+        connectionString: options.connectionString,
+        schemas: ["throughline"],
+        poolConfig: { max: options.maxConnections ?? 10 },
+        // Subscriptions use the change hub's single LISTEN connection instead.
+        pubsub: false,
+      }),
+    ],
+    grafast: {
+      // Kept small on purpose: access control adds `pgSettings` here (role, throughline.api_key_id).
+      context(requestContext, args) {
+        return {
+          pgSettings: { ...args.contextValue?.pgSettings },
+          tlChanges: options.changes?.forSocket(requestContext.ws?.socket) ?? null,
+        };
+      },
+    },
+    grafserv: {
+      graphqlPath: "/graphql",
+      websockets: true,
+      graphiql: true,
+      graphiqlPath: "/graphiql",
+      graphiqlOnGraphQLGET: true,
+      maxRequestLength: options.maxRequestBytes ?? 1024 * 1024,
+      ...(options.maskError ? { maskError: options.maskError } : {}),
+    },
+  };
+}
+
+const preset: GraphileConfig.Preset = makeThroughlinePreset({
+  connectionString: process.env.DATABASE_URL ?? "postgres:///throughline",
+});
+export default preset;

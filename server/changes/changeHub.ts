@@ -1,0 +1,366 @@
+// The server's side of the change subscriptions: one LISTEN per server process, one read of the event
+// log per notified transaction, fanned out in memory to every subscriber.
+//
+// Why it never misses or repeats a transition (cursors are pg_snapshots, sql/current/500-events.sql):
+// - The hub reads the log in contiguous steps, changes_after(cursor) → (events, next cursor), and
+//   hands each batch to the subscribers registered at that moment.
+// - A subscriber registers first, then reads its own starting point in one statement: the current
+//   state with its cursor C (no `after`), or the events after the client’s cursor up to C (`after`).
+//   The hub’s cursor at registration was taken before C, so the hub’s later batches cover everything
+//   after C; events those batches repeat are exactly the ones whose transaction is visible in C,
+//   and are dropped. Each message carries the cursor of the batch it came from: resuming from it
+//   with `after` continues exactly there.
+//
+// Why a slow or vanished subscriber cannot slow anything down: the database sees one LISTEN and one
+// read per notified transaction whatever the number of subscribers; delivery only appends to a
+// subscriber’s in-memory queue, which is bounded. A subscriber that falls too far behind is ended
+// with an error that names the cursor to resume from, and its queue is freed.
+import pg from "pg";
+import { SafeError } from "postgraphile/grafast";
+import type { Logger } from "../../src/log.ts";
+import { parseCursor, visibleIn, type Snapshot } from "./snapshotCursor.ts";
+
+export const eventsChannel = "throughline:events";
+
+/** One event as changes_after returns it (sql/current/800-graphql_api.sql). */
+export interface ChangeEvent {
+  seq: string;
+  xid: string;
+  token: string;
+  workflow: string;
+  subject: string | null;
+  stepId: string | null;
+  step: string | null;
+  kind: string;
+  fromStatus: string | null;
+  toStatus: string | null;
+  attempt: number | null;
+  reason: string | null;
+  at: string;
+}
+
+/** What a subscriber receives: a state (first message without `after`) or the changes after a cursor. */
+export interface ChangesMessage {
+  cursor: string;
+  /** The current state of the runs, in the first message of a subscription without `after`; else null. */
+  runs: unknown[] | null;
+  events: ChangeEvent[];
+}
+
+/** What a subscription asks for (the GraphQL arguments). */
+export interface ChangesTopic {
+  token?: string | null;
+  workflow?: string | null;
+  subject?: string | null;
+  after?: string | null;
+  /** How many runs the initial state holds at most (runsChanges). */
+  first?: number | null;
+}
+
+export interface ChangeHubOptions {
+  pool: pg.Pool;
+  /** For the LISTEN connection, which is kept out of the pool. */
+  connectionString: string;
+  log: Logger;
+  /** Read even without a notification this often, in case one was lost (ms). */
+  pollIntervalMs?: number;
+  /** Undelivered messages a subscriber may accumulate before it is ended. */
+  maxQueuedMessages?: number;
+  /** Bytes a WebSocket may have waiting to be sent before its subscriber is considered too slow. */
+  maxSocketBufferedBytes?: number;
+}
+
+/** The WebSocket a subscription is served on (grafserv's requestContext.ws.socket). */
+export interface SubscriberSocket {
+  readonly bufferedAmount: number;
+  close(code?: number, reason?: string): void;
+}
+
+export interface ChangeHub {
+  /** Grafast's GrafastSubscriber interface: the topic is a ChangesTopic, or one as JSON text. */
+  subscribe(topic: ChangesTopic | string): Promise<AsyncIterableIterator<ChangesMessage>>;
+  /**
+   * The same, for subscriptions served on this socket: a client that does not read what it was sent
+   * (the socket's send buffer keeps growing) is disconnected rather than buffered for without limit.
+   */
+  forSocket(socket: SubscriberSocket | undefined): { subscribe(topic: ChangesTopic | string): Promise<AsyncIterableIterator<ChangesMessage>> };
+  /** Number of live subscriptions (for tests and metrics). */
+  subscriberCount(): number;
+  close(): Promise<void>;
+}
+
+interface Batch {
+  cursor: string;
+  events: ChangeEvent[];
+}
+
+interface Subscriber {
+  topic: ChangesTopic;
+  /** The snapshot of the subscriber's starting point; undefined until it has been read. */
+  baseline?: Snapshot;
+  /** Hub batches that arrived before the starting point was read. */
+  early: Batch[];
+  deliver(batch: Batch): void;
+  end(error?: Error): void;
+}
+
+function matches(topic: ChangesTopic, e: ChangeEvent): boolean {
+  return (!topic.token || e.token === topic.token)
+    && (!topic.workflow || e.workflow === topic.workflow)
+    && (topic.subject == null || e.subject === topic.subject);
+}
+
+export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeHub> {
+  const { pool } = options;
+  const log = options.log.child({ component: "change-hub" });
+  const maxQueued = options.maxQueuedMessages ?? 1000;
+  const maxSocketBuffered = options.maxSocketBufferedBytes ?? 8 * 1024 * 1024;
+  const subscribers = new Set<Subscriber>();
+  let closed = false;
+  let cursor: string | undefined;
+  // Stale: reads were skipped while nobody subscribed; the cursor must be renewed before anyone joins.
+  let stale = true;
+  let listenClient: pg.Client | undefined;
+
+  // Reads and cursor renewals run one at a time, in order.
+  let lock: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = lock.then(fn);
+    lock = p.catch(() => {});
+    return p;
+  };
+
+  const renew = () => exclusive(async () => {
+    const { rows } = await pool.query("select throughline.current_cursor() as c");
+    cursor = rows[0].c;
+    stale = false;
+  });
+
+  const readOnce = () => exclusive(async () => {
+    if (closed) return;
+    if (subscribers.size === 0 || !cursor) {
+      stale = true;
+      return;
+    }
+    const { rows } = await pool.query({
+      name: "throughline/changes_after/all",
+      text: "select next_cursor, events from throughline.changes_after($1::text)",
+      values: [cursor],
+    });
+    const batch: Batch = { cursor: rows[0].next_cursor, events: rows[0].events };
+    // Advance and fan out in one synchronous step: a subscriber registered from now on gets the
+    // batches after this cursor, and every one registered before got this batch.
+    cursor = batch.cursor;
+    for (const s of [...subscribers]) s.deliver(batch);
+  });
+
+  let reading = false;
+  let again = false;
+  const wake = () => {
+    if (closed) return;
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = true;
+    void (async () => {
+      try {
+        do {
+          again = false;
+          try {
+            await readOnce();
+          } catch (err) {
+            if (!closed) {
+              log.warn({ err }, "reading the event log failed; will retry");
+              setTimeout(wake, 1000).unref();
+            }
+            break;
+          }
+        } while (again && !closed);
+      } finally {
+        reading = false;
+      }
+    })();
+  };
+
+  const connect = async (): Promise<void> => {
+    while (!closed) {
+      const client = new pg.Client({ connectionString: options.connectionString });
+      try {
+        await client.connect();
+        client.on("notification", wake);
+        client.on("error", (err) => {
+          log.warn({ err }, "LISTEN connection lost; reconnecting");
+          client.end().catch(() => {});
+          if (listenClient === client) listenClient = undefined;
+          if (!closed) setTimeout(() => void connect(), 500).unref();
+        });
+        await client.query(`listen "${eventsChannel}"`);
+        if (closed) {
+          await client.end().catch(() => {});
+          return;
+        }
+        listenClient = client;
+        wake(); // catch up on anything committed while we were not listening
+        return;
+      } catch (err) {
+        await client.end().catch(() => {});
+        if (closed) return;
+        log.warn({ err }, "could not LISTEN; retrying");
+        await new Promise((r) => setTimeout(r, 1000).unref());
+      }
+    }
+  };
+  await connect();
+  const poll = setInterval(wake, options.pollIntervalMs ?? 5000);
+  poll.unref();
+
+  async function subscribe(rawTopic: ChangesTopic | string, socket?: SubscriberSocket): Promise<AsyncIterableIterator<ChangesMessage>> {
+    const topic: ChangesTopic = typeof rawTopic === "string" ? JSON.parse(rawTopic) : rawTopic;
+    if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
+    if (topic.after != null && !parseCursor(topic.after)) {
+      throw new SafeError(`"${topic.after}" is not a cursor: pass the cursor of a message this API sent.`, { code: "TL422" });
+    }
+    const queue: ChangesMessage[] = [];
+    let waiting: { resolve: (r: IteratorResult<ChangesMessage>) => void; reject: (e: Error) => void } | undefined;
+    let finished = false;
+    let failure: Error | undefined;
+    let lastCursor = topic.after ?? undefined;
+
+    const push = (message: ChangesMessage) => {
+      if (finished) return;
+      if (waiting) {
+        const w = waiting;
+        waiting = undefined;
+        lastCursor = message.cursor;
+        w.resolve({ value: message, done: false });
+        return;
+      }
+      queue.push(message);
+      if (queue.length > maxQueued) {
+        sub.end(new SafeError(
+          `This subscription fell more than ${maxQueued} messages behind and was ended; subscribe again with after: "${lastCursor ?? ""}" to continue without loss.`,
+          { code: "TL_SLOW_SUBSCRIBER", cursor: lastCursor ?? null }));
+      }
+    };
+
+    const sub: Subscriber = {
+      topic,
+      early: [],
+      deliver(batch) {
+        if (finished) return;
+        if (!sub.baseline) {
+          sub.early.push(batch);
+          if (sub.early.length > maxQueued) sub.end(new SafeError("Too many changes while this subscription started; try again."));
+          return;
+        }
+        const baseline = sub.baseline;
+        const events = batch.events.filter((e) => matches(topic, e) && !visibleIn(BigInt(e.xid), baseline));
+        if (events.length) push({ cursor: batch.cursor, runs: null, events });
+      },
+      end(error) {
+        if (finished) return;
+        finished = true;
+        failure = error;
+        subscribers.delete(sub);
+        queue.length = 0;
+        sub.early = [];
+        if (waiting) {
+          const w = waiting;
+          waiting = undefined;
+          if (error) w.reject(error);
+          else w.resolve({ value: undefined, done: true });
+        }
+      },
+    };
+
+    // Register only with a fresh hub cursor (see the top of this file), in the same synchronous step
+    // as the check.
+    while (stale || !cursor) {
+      if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
+      await renew();
+    }
+    subscribers.add(sub);
+
+    let first: ChangesMessage;
+    try {
+      if (topic.after != null) {
+        const { rows } = await pool.query({
+          name: "throughline/changes_after/filtered",
+          text: "select next_cursor, events from throughline.changes_after($1::text, $2::uuid, $3::text, $4::text)",
+          values: [topic.after, topic.token ?? null, topic.workflow ?? null, topic.subject ?? null],
+        });
+        first = { cursor: rows[0].next_cursor, runs: null, events: rows[0].events };
+      } else {
+        const { rows } = await pool.query({
+          name: "throughline/runs_snapshot",
+          text: "select cursor, runs from throughline.runs_snapshot($1::uuid, $2::text, $3::text, $4::integer)",
+          values: [topic.token ?? null, topic.workflow ?? null, topic.subject ?? null, topic.first ?? 100],
+        });
+        first = { cursor: rows[0].cursor, runs: rows[0].runs, events: [] };
+        if (topic.token && first.runs!.length === 0) {
+          throw new SafeError(`Provided token ${topic.token} does not exist.`, { code: "TL404" });
+        }
+      }
+    } catch (err) {
+      sub.end();
+      throw err;
+    }
+    sub.baseline = parseCursor(first.cursor)!;
+    push(first);
+    const early = sub.early;
+    sub.early = [];
+    for (const batch of early) sub.deliver(batch);
+
+    const iterator: AsyncIterableIterator<ChangesMessage> = {
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+      next() {
+        if (socket && socket.bufferedAmount > maxSocketBuffered && !finished) {
+          // The client stopped reading: free what we hold and hang up; it resumes with its cursor.
+          sub.end();
+          socket.close(1013, "Subscriber too slow; subscribe again with after: your last cursor");
+          return Promise.resolve({ value: undefined, done: true });
+        }
+        if (queue.length) {
+          const value = queue.shift()!;
+          lastCursor = value.cursor;
+          return Promise.resolve({ value, done: false });
+        }
+        if (failure) {
+          const e = failure;
+          failure = undefined;
+          return Promise.reject(e);
+        }
+        if (finished) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          waiting = { resolve, reject };
+        });
+      },
+      return() {
+        sub.end();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      throw(error?: unknown) {
+        sub.end();
+        return Promise.reject(error);
+      },
+    };
+    return iterator;
+  }
+
+  return {
+    subscribe: (topic) => subscribe(topic),
+    forSocket: (socket) => ({ subscribe: (topic) => subscribe(topic, socket) }),
+    subscriberCount: () => subscribers.size,
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      for (const s of [...subscribers]) s.end();
+      await lock;
+      await listenClient?.end().catch(() => {});
+      listenClient = undefined;
+    },
+  };
+}
