@@ -36,7 +36,7 @@ import type pg from "pg";
 import { z } from "zod";
 import type { Logger } from "../../src/log.ts";
 import { startRun } from "../../src/db/runs.ts";
-import { ThroughlineError } from "../../src/db/errors.ts";
+import { ThroughlineError, type ErrorKind } from "../../src/db/errors.ts";
 import { jsonErrorOffset, lineAndColumn } from "../../src/bom/jsonErrorPosition.ts";
 
 /** Dependency-Track permissions the routes require (what an access-control hook checks). */
@@ -228,7 +228,7 @@ const uploadSchema = z.object(
     projectName: optionalText,
     projectVersion: optionalText,
     autoCreate: z.union([z.boolean(), z.enum(["true", "false"])], { error: "must be true or false" }).nullish(),
-    bom: z.custom<string | Uint8Array>((v) => typeof v === "string" || v instanceof Uint8Array, { error: "must not be null" }),
+    bom: z.custom<string | Uint8Array>((v) => typeof v === "string" || v instanceof Uint8Array, { error: "The BOM must be Base64 encoded" }),
   },
   { error: "The request body must be a JSON object" },
 );
@@ -243,7 +243,8 @@ function zodToValidationErrors(error: z.ZodError, input: unknown): ValidationErr
   return error.issues.map((issue) => {
     let value: unknown = input;
     for (const key of issue.path) value = value && typeof value === "object" ? (value as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
-    const message = issue.code === "invalid_type" && value === undefined ? "must not be null" : issue.message;
+    // A required field that is absent or null: Bean Validation's @NotNull message.
+    const message = issue.path.length && (value === undefined || value === null) ? "must not be null" : issue.message;
     return invalid(issue.path.map(String).join("."), message, issue.path.length ? value : undefined);
   });
 }
@@ -481,13 +482,14 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
       await dispatch(req, res, path);
     } catch (e) {
       const answer = toHttpError(e, log, req);
+      // A refused body is not read: the connection closes after the answer instead of draining it.
+      const unread = !req.complete;
       if (res.headersSent) {
         res.destroy();
       } else {
-        send(res, answer.status, answer.contentType, answer.body, answer.headers);
+        send(res, answer.status, answer.contentType, answer.body, unread ? { ...answer.headers, connection: "close" } : answer.headers);
       }
-      // A refused body is not read: stop the request stream; the socket closes after the answer.
-      if (!req.complete) res.once("finish", () => req.destroy());
+      if (unread) res.once("finish", () => req.destroy());
     }
     return true;
   };
@@ -497,7 +499,8 @@ function toHttpError(e: unknown, log: Logger, req: IncomingMessage): HttpError {
   if (e instanceof HttpError) return e;
   if (e instanceof ThroughlineError) {
     // Raised on purpose by the SQL functions (start_run's guards): the message is written for the caller.
-    const status = { invalid: 400, too_large: 413, conflict: 409, not_found: 404 }[e.kind];
+    const statusOf: Record<ErrorKind, number> = { invalid: 400, too_large: 413, conflict: 409, not_found: 404, forbidden: 403 };
+    const status = statusOf[e.kind];
     if (status === 400) return validationFailed([invalid("", e.message, undefined)]);
     return e.kind === "conflict" ? new HttpError(409, JSON.stringify({ message: e.message }), JSON_TYPE) : text(status, e.message);
   }
