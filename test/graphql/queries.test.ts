@@ -158,7 +158,7 @@ describe("GraphQL queries and mutations", () => {
     const everything = JSON.stringify(schema).toLowerCase();
     for (const hidden of ["job", "graphile", "beginstep", "completestep", "failstep", "heartbeatsteps", "purgeruns",
       "timeoutsteps", "reclaim", "registerworkflow", "enqueue", "changesafter", "eventsafter", "runssnapshot", "currentcursor",
-      "admit", "lockrun", "apikey", "workflowstate"]) {
+      "admitrun", "admitnextrun", "lockrun", "apikey", "workflowstate"]) {
       expect(everything, hidden).not.toContain(hidden);
     }
     const queryFields = schema.queryType.fields.map((f: any) => f.name);
