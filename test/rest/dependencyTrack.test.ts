@@ -97,6 +97,13 @@ describe("PUT /api/v1/bom (JSON, base64 BOM)", () => {
     ])]);
   });
 
+  test("a bom that is not a string → 400", async () => {
+    const a = await putJson(base, "/api/v1/bom", { project: PROJECT, bom: 12 });
+    expect([a.status, a.body]).toEqual([400, validation([{ message: "The BOM must be Base64 encoded", path: "bom", invalidValue: "12" }])]);
+    const b = await putJson(base, "/api/v1/bom", { project: PROJECT, bom: null });
+    expect([b.status, b.body]).toEqual([400, validation([{ message: "must not be null", path: "bom" }])]);
+  });
+
   test("a body that is not a JSON object → 400", async () => {
     const a = await putJson(base, "/api/v1/bom", "[1, 2]");
     expect([a.status, a.contentType, a.body]).toEqual([400, "application/json", validation([{ message: "The request body must be a JSON object", path: "" }])]);
@@ -120,17 +127,19 @@ describe("PUT /api/v1/bom (JSON, base64 BOM)", () => {
     expect([a.status, a.contentType, a.body]).toEqual([413, "text/plain; charset=utf-8", "Request body is larger than the 2097152 bytes this server accepts."]);
     const chunk = new TextEncoder().encode("A".repeat(64 * 1024));
     let sent = 0;
+    let answered = false;
     const stream = new ReadableStream<Uint8Array>({
       pull(controller) {
-        if (sent++ < 64) controller.enqueue(chunk);
+        if (!answered && sent++ < 1024) controller.enqueue(chunk); // 64 MiB if the server kept reading
         else controller.close();
       },
     });
     const b = await call(base, "PUT", "/api/v1/bom", { headers: { "content-type": "application/json" }, body: stream }).catch((e) => e as Error);
+    answered = true;
     // The server stops reading at the limit; the client sees the 413 (or, if it was still writing
     // when the socket closed, a reset) — never a success.
     if (!(b instanceof Error)) expect([b.status, b.body]).toEqual([413, "Request body is larger than the 2097152 bytes this server accepts."]);
-    expect(sent).toBeLessThan(64);
+    expect(sent).toBeLessThan(1024);
   });
 
   test("an input larger than the workflow accepts → 413 with start_run's reason, nothing written", async () => {
