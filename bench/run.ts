@@ -128,7 +128,7 @@ async function main() {
       `${(runsPerSec / 95).toFixed(1)}× best peer (79–95); reps ${results.a.map((r) => f0(r.runsPerSec)).join(", ")}`],
     ["A", "throughput, steps/s", f0(stepsPerSec), "≥ 1,800", verdict(stepsPerSec >= 1800), `${stepsPerRun} steps/run; peers 474–570`],
     ["A", "pgbench commits/s (1-row UPDATE, 10 clients)", tps ? f0(tps) : "n/a", "—", "info",
-      results.pgbench ? `pgbench ${path.basename(path.dirname(path.dirname(results.pgbench.binary)))} binary, ${results.pgbench.seconds} s; anchors: ≈ 8,700` : "pgbench not found"],
+      results.pgbench ? `pgbench ${path.basename(path.dirname(path.dirname(results.pgbench.binary)))} binary, ${results.pgbench.seconds} s; anchors: ≈ 8,700` : pgbenchSeconds > 0 ? "pgbench not found" : "skipped"],
     ["A", "steps/s ÷ pgbench commits/s", tps ? `${((stepsPerSec / tps) * 100).toFixed(1)} %` : "n/a", "—", "info", "peers ≈ 6 %"],
     ["B", `end-to-end p50, ms (${latencyRuns} runs × ${reps})`, f1(e2e50), "≤ 10", verdict(e2e50 <= 10), `start_run issued → run end seen via LISTEN; ${criticalPathSteps} steps on the path; peers 15–55`],
     ["B", "end-to-end p99, ms", f1(e2e99), "≤ 30", verdict(e2e99 <= 30), "median of the per-repetition p99s"],

@@ -3,6 +3,7 @@
 // (Graphile Worker's schema, sql/committed, then sql/current via graphile-migrate "watch --once"),
 // with the shipped and test workflows registered.
 import { rmSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import graphileMigrate from "graphile-migrate";
@@ -27,9 +28,20 @@ export interface BenchPostgres {
 
 export const benchDatabase = "throughline_bench";
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 export async function startBenchPostgres(opts: { statements: boolean }): Promise<BenchPostgres> {
   const dir = makeTempDir("tl-bench-");
-  const port = 57000 + (process.pid % 2000);
+  const port = await freePort(); // other engineers' test servers use fixed ranges: ask the kernel
   const settings: Record<string, string | number> = {
     // Durable: these are the defaults, spelled out so nobody wonders.
     fsync: "on",
