@@ -6,7 +6,8 @@
 // --worker-root DIR (spawn the worker from another checkout, e.g. a worktree with a change),
 // --worker-env K=V (repeatable, extra worker environment), --json FILE (write all figures),
 // --sql-experiment FILE (run this SQL in the bench database after migrating: try an engine change
-// on the throwaway database without touching sql/).
+// on the throwaway database without touching sql/), --budget-seconds N (default 240: A repeats
+// up to --reps times but starts another repetition only if it should end within this budget).
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     "worker-env": { type: "string", multiple: true },
     json: { type: "string" },
     "sql-experiment": { type: "string" },
+    "budget-seconds": { type: "string", default: "240" },
   },
 });
 const runs = Number(values.runs);
@@ -68,6 +70,11 @@ async function main() {
     say(`applied ${values["sql-experiment"]}`);
   }
   const worker = spawnWorker({ databaseUrl: db.url, root: workerRoot, concurrency, extraEnv: workerEnv });
+  // Ctrl-C: stop what we started (the worker, then Postgres and its data directory), then exit.
+  process.once("SIGINT", () => {
+    say("interrupted: stopping the worker and Postgres");
+    void worker.stop().then(() => db.stop()).finally(() => process.exit(130));
+  });
   const results: {
     pgbench?: PgbenchResult; a: ThroughputResult[]; b: LatencyResult[]; rssMb?: number; statements?: StatementRow[]; statementsB?: StatementRow[]; waits?: { samples: number; top: WaitSample[] };
   } = { a: [], b: [] };
@@ -91,8 +98,14 @@ async function main() {
       results.statementsB = (await topStatements(pool, latencyRuns * reps, 40)).filter((s) => s.toplevel);
       await pool.query("select pg_stat_statements_reset()");
     }
-    const sampler = values.profile ? sampleWaits(db.url) : undefined;
+    const sampler = values.profile ? sampleWaits(db.server.url, db.database) : undefined;
+    const budget = Number(values["budget-seconds"]) * 1000;
     for (let i = 0; i < reps; i++) {
+      const last = results.a.at(-1);
+      if (last && Date.now() - started + last.seconds * 1000 + 5000 > budget) {
+        say(`A: no time for repetition ${i + 1} within --budget-seconds ${budget / 1000}`);
+        break;
+      }
       say(`A ${i + 1}/${reps}: ${runs} runs at once`);
       const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`, reader: true });
       say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run`);
@@ -124,7 +137,7 @@ async function main() {
   const e2e99 = bMed((r) => r.e2e, 99);
   const hop = (f: (r: LatencyResult) => number[]) => `${f1(bMed(f, 50))} / ${f1(bMed(f, 99))}`;
   const rows: Row[] = [
-    ["A", `throughput, runs/s (${runs} runs, median of ${reps})`, f1(runsPerSec), "≥ 300", verdict(runsPerSec >= 300),
+    ["A", `throughput, runs/s (${runs} runs, median of ${results.a.length})`, f1(runsPerSec), "≥ 300", verdict(runsPerSec >= 300),
       `${(runsPerSec / 95).toFixed(1)}× best peer (79–95); reps ${results.a.map((r) => f0(r.runsPerSec)).join(", ")}`],
     ["A", "throughput, steps/s", f0(stepsPerSec), "≥ 1,800", verdict(stepsPerSec >= 1800), `${stepsPerRun} steps/run; peers 474–570`],
     ["A", "pgbench commits/s (1-row UPDATE, 10 clients)", tps ? f0(tps) : "n/a", "—", "info",

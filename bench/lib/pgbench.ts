@@ -1,7 +1,7 @@
 // The database's own commit ceiling on this machine: pgbench, single-row UPDATE per transaction,
 // 10 clients, against the same server the bench uses (its own small database, scale 1).
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -44,6 +44,7 @@ export async function pgbenchUpdate(opts: { port: number; adminUrl: string; clie
   const script = path.join(os.tmpdir(), `tl-bench-update-${process.pid}.sql`);
   writeFileSync(script, "\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n");
   const { stdout } = await run(binary, ["-n", "-f", script, "-c", String(clients), "-j", "2", "-T", String(seconds), ...conn, "pgbench"], { env });
+  rmSync(script, { force: true });
   const tps = Number(stdout.match(/tps = ([\d.]+)/)?.[1]);
   const latencyMs = Number(stdout.match(/latency average = ([\d.]+) ms/)?.[1]);
   return { binary, tps, clients, seconds, latencyMs };

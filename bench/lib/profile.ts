@@ -35,9 +35,10 @@ export interface WaitSample {
 /**
  * Samples pg_stat_activity every `everyMs` until stopped: what the bench database's backends are
  * doing (active and running on CPU, waiting for a lock, for the WAL flush, idle in transaction, …)
- * and in which statement. The shares say where backend time goes.
+ * and in which statement. The shares say where backend time goes. `url` should name another
+ * database of the server, so that the samples do not count as the bench database's transactions.
  */
-export function sampleWaits(url: string, everyMs = 10): { stop(): Promise<{ samples: number; top: WaitSample[] }> } {
+export function sampleWaits(url: string, database: string, everyMs = 10): { stop(): Promise<{ samples: number; top: WaitSample[] }> } {
   let stopped = false;
   const counts = new Map<string, number>();
   let samples = 0;
@@ -49,8 +50,8 @@ export function sampleWaits(url: string, everyMs = 10): { stop(): Promise<{ samp
       while (!stopped) {
         const { rows } = await client.query(
           `select state, coalesce(wait_event_type || ':' || wait_event, 'CPU') as wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as query
-           from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
-             and state <> 'idle'`);
+           from pg_stat_activity where datname = $1 and pid <> pg_backend_pid() and backend_type = 'client backend'
+             and state <> 'idle'`, [database]);
         samples++;
         for (const r of rows) {
           const key = `${r.state === "active" ? r.wait : r.state} | ${r.query}`;
