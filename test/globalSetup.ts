@@ -44,6 +44,12 @@ async function prepareTemplate(adminUrl: string): Promise<void> {
   }
   const url = new URL(adminUrl);
   url.pathname = `/${templateDatabase}`;
+  await prepareDatabase(url.toString());
+}
+
+/** Migrates a database as the suite needs it: committed migrations, sql/current, all workflows. */
+export async function prepareDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? "warn");
   await migrateDatabase(url.toString(), log);
   // Work in progress in sql/current/ is tested too (graphile-migrate's "watch --once").

@@ -3,8 +3,13 @@ import type pg from "pg";
 
 type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
 
-export async function reclaimExpiredLeases(db: Queryable): Promise<number> {
-  const { rows } = await db.query({ name: "throughline/reclaim_expired_leases", text: "select throughline.reclaim_expired_leases() as n" });
+/** Retries attempts whose lease expired, and re-rings steps whose job was lost (see 830-lost_doorbells.sql). */
+export async function reclaimExpiredLeases(db: Queryable, lostAfterSeconds: number): Promise<number> {
+  const { rows } = await db.query({
+    name: "throughline/reclaim_expired_leases",
+    text: "select throughline.reclaim_expired_leases(lost_after => make_interval(secs => $1::double precision)) as n",
+    values: [lostAfterSeconds],
+  });
   return rows[0].n;
 }
 

@@ -143,7 +143,7 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   // Reclaiming dead attempts is cheap and must happen within about one lease, which is finer than
   // cron's minute; every worker sweeps, and SKIP LOCKED plus the attempt fence keep that safe.
   const reclaim = setInterval(() => {
-    reclaimExpiredLeases(pool).then((n) => n > 0 && log.info({ reclaimed: n }, "retrying attempts whose worker was lost"),
+    reclaimExpiredLeases(pool, lease).then((n) => n > 0 && log.info({ reclaimed: n }, "retrying attempts whose worker was lost"),
       (err) => log.warn({ err }, "lease sweep failed"));
   }, config.THROUGHLINE_RECLAIM_INTERVAL_SECONDS * 1000);
 

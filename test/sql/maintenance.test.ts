@@ -98,6 +98,24 @@ describe.each(servers())("$name", (server) => {
     });
   });
 
+  test("a ready step whose job was lost is enqueued again; one whose job is alive is left alone", async () => {
+    await withTx(db.pool, async (c) => {
+      const token = await startRunSql(c, "test_single", {});
+      const { rows: [s] } = await c.query("select id, attempt from throughline.step where token = $1", [token]);
+      const key = `throughline:step:${s.id}:${s.attempt}`;
+      const liveJobs = () => c.query("select count(*)::int as n from graphile_worker.jobs where key = $1 and locked_at is null", [key]).then((r) => r.rows[0].n);
+      const reclaim = (at: string) => c.query(`select throughline.reclaim_expired_leases(${at}, 100, interval '30 seconds') as n`).then((r) => r.rows[0].n);
+      expect(await liveJobs()).toBe(1);
+      expect(await reclaim("now() + interval '1 hour'")).toBe(0); // its job waits, unlocked: nothing lost
+      // A worker took the job and died before begin_step (test-only: Graphile Worker's private table).
+      await c.query("update graphile_worker._private_jobs set locked_at = now(), locked_by = 'dead' where key = $1", [key]);
+      expect(await reclaim("now() + interval '29 seconds'")).toBe(0); // not yet lost
+      expect(await reclaim("now() + interval '31 seconds'")).toBe(1);
+      expect(await liveJobs()).toBe(1); // rung again, same attempt
+      expect((await stepsOf(c, token)).ONLY.attempt).toBe(s.attempt);
+    });
+  });
+
   test("retention keeps a run with one recent update and a run with one PENDING step, and deletes an old terminal one", async () => {
     await withTx(db.pool, async (c) => {
       const mk = async () => {
