@@ -17,6 +17,8 @@ drop function if exists throughline.revoke_api_key(uuid);
 drop function if exists throughline.create_api_key(text, text, text[], timestamptz);
 drop function if exists throughline.authenticate_api_key(text);
 drop function if exists throughline.key_allows_subject(text);
+drop trigger if exists _050_webhook__scope on throughline.webhook;
+drop function if exists throughline.tg_webhook__scope();
 drop trigger if exists _050_run__scope on throughline.run;
 drop function if exists throughline.tg_run__scope();
 drop table if exists throughline.api_key;
@@ -329,4 +331,49 @@ grant execute on function throughline.start_run(text, jsonb, text, jsonb, uuid),
 grant execute on function throughline.retry_step(bigint, text), throughline.create_api_key(text, text, text[], timestamptz),
   throughline.revoke_api_key(uuid) to throughline_admin;
 grant select (id, name, role, subjects, key_prefix, created_at, created_by, expires_at, revoked_at) on throughline.api_key
+  to throughline_admin;
+
+-- Webhooks (810-webhooks.sql): managed by admins. Their secrets never leave the database through the
+-- roles; a key limited to some subjects may only hook runs of those subjects.
+create function throughline.tg_webhook__scope() returns trigger
+language plpgsql volatile
+set search_path to pg_catalog
+as $$
+begin
+  if coalesce(current_setting('throughline.key_subjects', true), '') <> ''
+     and (new.subject is null or not throughline.key_allows_subject(new.subject)) then
+    raise exception 'a key limited to some subjects may only create webhooks for one of them' using errcode = 'TL403';
+  end if;
+  return new;
+end;
+$$;
+comment on function throughline.tg_webhook__scope() is $$
+@behavior -*
+
+Trigger: a webhook made with a subject-limited key must name one of its subjects.$$;
+create trigger _050_webhook__scope before insert or update on throughline.webhook
+  for each row execute function throughline.tg_webhook__scope();
+
+alter function throughline.create_webhook(text, text[], text, text, text, boolean, text, interval, integer, interval, numeric, interval) security definer;
+alter function throughline.delete_webhook(bigint) security definer;
+alter function throughline.set_webhook_enabled(bigint, boolean) security definer;
+alter table throughline.webhook enable row level security;
+alter table throughline.webhook_delivery enable row level security;
+alter table throughline.webhook_delivery_attempt enable row level security;
+drop policy if exists select_in_scope on throughline.webhook;
+create policy select_in_scope on throughline.webhook for select
+  using (subject is null and coalesce(current_setting('throughline.key_subjects', true), '') = ''
+         or throughline.key_allows_subject(subject));
+drop policy if exists select_in_scope on throughline.webhook_delivery;
+create policy select_in_scope on throughline.webhook_delivery for select
+  using (exists (select 1 from throughline.webhook w where w.id = webhook_delivery.webhook_id));
+drop policy if exists select_in_scope on throughline.webhook_delivery_attempt;
+create policy select_in_scope on throughline.webhook_delivery_attempt for select
+  using (exists (select 1 from throughline.webhook_delivery d where d.id = webhook_delivery_attempt.delivery_id));
+grant select (id, url, events, workflow, subject, enabled, description, timeout, max_attempts, backoff_initial,
+              backoff_factor, backoff_max, created_at, updated_at) on throughline.webhook to throughline_admin;
+grant select on throughline.webhook_delivery, throughline.webhook_delivery_attempt to throughline_admin;
+grant execute on function
+  throughline.create_webhook(text, text[], text, text, text, boolean, text, interval, integer, interval, numeric, interval),
+  throughline.delete_webhook(bigint), throughline.set_webhook_enabled(bigint, boolean), throughline.webhook_events()
   to throughline_admin;

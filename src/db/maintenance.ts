@@ -30,3 +30,9 @@ export async function purgeRuns(db: Queryable, retentionHours: number, batchSize
     if (rows[0].n < batchSize) return total;
   }
 }
+
+/** Re-enqueues webhook deliveries whose job went missing (sql/current/810-webhooks.sql). */
+export async function resumeWebhookDeliveries(db: Queryable): Promise<number> {
+  const { rows } = await db.query("select throughline.resume_webhook_deliveries() as n");
+  return rows[0].n;
+}

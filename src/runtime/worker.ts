@@ -10,7 +10,7 @@ import { run as runGraphileWorker, parseCronItems, type Runner, type TaskList } 
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { beginStep, completeStep, failStep, heartbeatSteps, skipStep } from "../db/steps.ts";
-import { purgeRuns, reclaimExpiredLeases, timeOutSteps } from "../db/maintenance.ts";
+import { purgeRuns, reclaimExpiredLeases, resumeWebhookDeliveries, timeOutSteps } from "../db/maintenance.ts";
 import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
 import { workerLogger } from "./workerLogger.ts";
 import { webhookDeliveryTask, webhookDeliveryTaskIdentifier } from "./webhookDelivery.ts";
@@ -110,7 +110,8 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   taskList[maintenanceTaskIdentifier] = async () => {
     const timedOut = await timeOutSteps(pool);
     const purged = await purgeRuns(pool, config.THROUGHLINE_RETENTION_HOURS, config.THROUGHLINE_PURGE_BATCH_SIZE);
-    log.info({ timedOut, purged }, "maintenance done");
+    const webhooksResumed = await resumeWebhookDeliveries(pool);
+    log.info({ timedOut, purged, webhooksResumed }, "maintenance done");
   };
   // Webhooks: a separate job per delivery; its failures are recorded in our tables, never a step's.
   taskList[webhookDeliveryTaskIdentifier] = webhookDeliveryTask({ pool, log: baseLog });

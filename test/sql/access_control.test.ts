@@ -105,4 +105,19 @@ describe.each(servers())("$name", (server) => {
       expect((await c.query("select * from throughline.create_api_key('narrow', 'reader', array['p1'])")).rowCount).toBe(1);
     });
   });
+
+  test("webhooks are an admin's: a reader cannot make one, a scoped admin only for its subjects, and secrets stay hidden", async () => {
+    await withTx(db.pool, async (c) => {
+      await c.query("savepoint before");
+      await actAs(c, "reader", null);
+      expect(await sqlError(c, "select throughline.create_webhook('https://example.test/hook', array['RUN_FAILED'])")).toMatchObject({ code: "42501" });
+      await c.query("rollback to savepoint before");
+      await actAs(c, "admin", ["p1"]);
+      expect(await sqlError(c, "select throughline.create_webhook('https://example.test/hook', array['RUN_FAILED'])")).toMatchObject({ code: "TL403" });
+      const made = await c.query("select id, secret from throughline.create_webhook('https://example.test/hook', array['RUN_FAILED'], subject => 'p1')");
+      expect(made.rows[0].secret.length).toBeGreaterThanOrEqual(16); // shown to its creator once
+      expect((await c.query("select url from throughline.webhook")).rows).toEqual([{ url: "https://example.test/hook" }]);
+      expect(await sqlError(c, "select secret from throughline.webhook")).toMatchObject({ code: "42501" });
+    });
+  });
 });
