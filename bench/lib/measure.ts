@@ -168,7 +168,7 @@ export interface LatencyResult {
 }
 
 /** B: `count` runs one after another on an otherwise idle system. */
-export async function latency(opts: { pool: pg.Pool; count: number; label: string }): Promise<LatencyResult> {
+export async function latency(opts: { pool: pg.Pool; count: number; label: string; pollMs?: number }): Promise<LatencyResult> {
   const { pool, count, label } = opts;
   const url = (pool.options as { connectionString: string }).connectionString;
   const listener = new pg.Client({ connectionString: url });
@@ -193,7 +193,7 @@ export async function latency(opts: { pool: pg.Pool; count: number; label: strin
       const t1 = performance.now();
       const token: string = rows[0].token;
       for (;;) {
-        if (!pending) await new Promise<void>((resolve) => { wake = () => { pending = true; resolve(); }; setTimeout(resolve, 1000); });
+        if (!pending) await new Promise<void>((resolve) => { wake = () => { pending = true; resolve(); }; setTimeout(resolve, opts.pollMs ?? 1000); });
         pending = false;
         const r = await checker.query({ name: "ended", text: "select status <> 'PENDING' as ended from throughline.run where token = $1", values: [token] });
         if (r.rows[0].ended) break;
