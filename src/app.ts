@@ -1,5 +1,5 @@
 // Assembles a Throughline process: database (embedded or DATABASE_URL), migrations, workflow
-// registration, and the worker and/or server. Stops them in reverse order.
+// registration, and the worker and/or the HTTP server (GraphQL + REST). Stops them in reverse order.
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
@@ -10,12 +10,15 @@ import { migrateDatabase } from "./db/migrate.ts";
 import { registerWorkflows, tasksOf, type WorkflowDefinition } from "./workflows/definition.ts";
 import { workflows as shippedWorkflows } from "./workflows/index.ts";
 import { startWorker, type ThroughlineWorker } from "./runtime/worker.ts";
+import { startServer, type ThroughlineServer } from "../server/server.ts";
 
 export interface AppOptions {
   config: Config;
   log: Logger;
   worker: boolean;
   migrate: boolean;
+  /** Serve GraphQL (and the REST routes) on HOST:PORT. */
+  server?: boolean;
   workflows?: WorkflowDefinition[];
 }
 
@@ -23,6 +26,7 @@ export interface App {
   db: Database;
   pool: pg.Pool;
   worker?: ThroughlineWorker;
+  server?: ThroughlineServer;
   stop(): Promise<void>;
 }
 
@@ -63,7 +67,21 @@ export async function startApp(options: AppOptions): Promise<App> {
       worker = await startWorker({ pool, config, tasks: tasksOf(workflows), log });
       stack.push(() => worker!.stop());
     }
-    return { db, pool, worker, stop };
+    let server: ThroughlineServer | undefined;
+    if (options.server) {
+      // Stopped before the worker and the pool: open subscriptions end first (clients resume with
+      // their cursor elsewhere), then no request can reach a closed pool.
+      server = await startServer({
+        connectionString: db.url,
+        pool,
+        log,
+        port: config.PORT,
+        host: config.HOST,
+        maxInputBytes: config.THROUGHLINE_MAX_INPUT_BYTES,
+      });
+      stack.push(() => server!.close());
+    }
+    return { db, pool, worker, server, stop };
   } catch (e) {
     await stop();
     throw e;

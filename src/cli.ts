@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { installConnectionLossGuard } from "./runtime/connectionLossGuard.ts";
 import { startApp, type App } from "./app.ts";
 import { openDatabase } from "./database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
@@ -13,9 +14,10 @@ import { getRunWithSteps, startRun } from "./db/runs.ts";
 const usage = `Usage: throughline <command> [options]
 
 Commands:
-  start                 migrate, then run the worker (embedded Postgres when DATABASE_URL is unset)
+  start                 migrate, then run the worker and the server (embedded Postgres when DATABASE_URL is unset)
   migrate               bring the database schema up to date and exit
   worker                run the worker only (several may run against one database)
+  serve                 run the server only: GraphQL at /graphql (explorer at /graphiql) and the REST routes
   submit                start a run:  --workflow NAME (--input FILE | --input-json JSON)
                                       or for bom_upload: --project ID --bom FILE
                         options: --token UUID, --subject S, --label key=value (repeatable), --json
@@ -23,36 +25,47 @@ Commands:
 
 Configuration is read from the environment; see README.md.`;
 
-/** Runs until SIGINT/SIGTERM, then stops in order. A second signal exits at once. */
-function runUntilSignal(app: App, log: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn({ signal }, "second signal: exiting without waiting");
-        process.exit(130);
-      }
-      stopping = true;
+/**
+ * Stops in order on SIGINT/SIGTERM; a second signal exits at once. Installed before start-up, so a
+ * signal that arrives while the app is still starting stops it as soon as it is up.
+ */
+function handleSignals(log: Logger): { stopWith(app: Promise<App>): Promise<void> } {
+  let signalled: (signal: NodeJS.Signals) => void = () => {};
+  const received = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting without waiting");
+      process.exit(130);
+    }
+    stopping = true;
+    signalled(signal);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return {
+    async stopWith(appPromise) {
+      const signal = await received;
+      const app = await appPromise;
       log.info({ signal }, "shutting down");
-      app.stop().then(() => {
-        log.info("stopped");
-        resolve();
-      });
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  });
+      await app.stop();
+      log.info("stopped");
+    },
+  };
 }
 
 function describeRuntime(log: Logger) {
+  installConnectionLossGuard(log);
   log.info({ node: process.version, execPath: process.execPath }, process.execPath.includes("node_modules")
     ? "running on the Node.js runtime installed by npm from the `node` package (the system Node.js is older than 22.18)"
     : "running on the system Node.js");
 }
 
-async function start(config: Config, log: Logger, withWorker: boolean, migrate: boolean) {
+async function start(config: Config, log: Logger, withWorker: boolean, migrate: boolean, withServer = false) {
   const started = Date.now();
-  const app = await startApp({ config, log, worker: withWorker, migrate });
+  const signals = handleSignals(log);
+  const starting = startApp({ config, log, worker: withWorker, migrate, server: withServer });
+  const app = await starting;
   const where = {
     databaseUrl: app.db.url,
     follow: `psql ${app.db.url} -c 'select * from throughline.workflow_state order by id desc limit 20'`,
@@ -63,11 +76,12 @@ async function start(config: Config, log: Logger, withWorker: boolean, migrate: 
     `\nThroughline is ready (${Date.now() - started} ms).\n` +
       `  Postgres:   ${app.db.url}${app.db.embedded ? ` (embedded PostgreSQL ${app.db.embedded.version})` : ""}\n` +
       `  Worker:     ${app.worker ? `${app.worker.workerId}, ${config.THROUGHLINE_WORKER_CONCURRENCY} concurrent steps` : "not started"}\n` +
+      `  GraphQL:    ${app.server ? `${app.server.url}/graphql (explorer: ${app.server.url}/graphiql)` : "not started"}\n` +
       `  Follow:     ${where.follow}\n` +
       `  Submit:     ${where.submit}\n` +
       `  Stop:       Ctrl-C\n\n`,
   );
-  await runUntilSignal(app, log);
+  await signals.stopWith(starting);
 }
 
 async function withPool<T>(config: Config, log: Logger, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
@@ -119,7 +133,11 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "start":
       describeRuntime(log);
-      await start(config, log, true, true);
+      await start(config, log, true, true, true);
+      return 0;
+    case "serve":
+      describeRuntime(log);
+      await start(config, log, false, false, true);
       return 0;
     case "worker":
       describeRuntime(log);
