@@ -9,6 +9,8 @@ import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
 import type { GraphQLError } from "postgraphile/graphql";
 import type { ChangeHub } from "./server/changes/changeHub.ts";
 import { KeepIdColumnNamesPlugin } from "./server/plugins/KeepIdColumnNamesPlugin.ts";
+import { TrimDescriptionsPlugin } from "./server/plugins/TrimDescriptionsPlugin.ts";
+import { Xid8ColumnsHiddenPlugin } from "./server/plugins/Xid8ColumnsHiddenPlugin.ts";
 import { PublicApiOnlyPlugin } from "./server/plugins/PublicApiOnlyPlugin.ts";
 import { RunChangesSubscriptionPlugin } from "./server/plugins/RunChangesSubscriptionPlugin.ts";
 
@@ -31,6 +33,10 @@ export function makeThroughlinePreset(options: ThroughlinePresetOptions): Graphi
       PublicApiOnlyPlugin,
       // step.id stays `id` (no Relay global ids, see disablePlugins below).
       KeepIdColumnNamesPlugin,
+      // Transaction ids (xid8) stay internal; without this, PostGraphile warns at every start.
+      Xid8ColumnsHiddenPlugin,
+      // SQL comments start on a new line; descriptions should not.
+      TrimDescriptionsPlugin,
       // Subscription.runChanges / runsChanges: state + cursor, then every change; resumable.
       RunChangesSubscriptionPlugin,
     ],

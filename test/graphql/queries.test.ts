@@ -172,6 +172,9 @@ describe("GraphQL queries and mutations", () => {
     const r = await gql.query(`{ __type(name: "Run") { description fields { name description } } }`);
     expect(r.data.__type.description).toMatch(/One workflow run/);
     expect(r.data.__type.fields.find((f: any) => f.name === "token").description).toMatch(/identity/);
+    const m = await gql.query(`{ __schema { mutationType { fields { name description } } } __type(name: "Event") { fields { name } } }`);
+    expect(m.data.__schema.mutationType.fields.find((f: any) => f.name === "startRun").description).toMatch(/^Starts a run of a workflow/);
+    expect(m.data.__type.fields.map((f: any) => f.name)).not.toContain("xid");
   });
 
   test("errors that are not ours are masked for the client and logged", () => {

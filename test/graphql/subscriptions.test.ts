@@ -81,7 +81,8 @@ describe("GraphQL change subscriptions", () => {
     const worker = await startTestWorker(db.pool);
     let clients: Client[] = [];
     try {
-      const token = await startRun("test_dag", { steps: slow(150) });
+      // The first step is slower, so the subscription is surely live before anything completes.
+      const token = await startRun("test_dag", { steps: { ...slow(150), BOM_CONSUMPTION: { sleepMs: 500 } } });
       const first = gql.wsClient();
       clients.push(first);
       const sub1 = subscribe(first, runChanges, { token });
@@ -92,8 +93,8 @@ describe("GraphQL change subscriptions", () => {
       expect(state.runs![0].steps.map((s: any) => s.step)).toEqual(Object.keys(slow(0)));
       const initialCursor = state.cursor;
 
-      // Live until the first step has completed, then the client goes away mid-run.
-      const live = await sub1.until((m) => m.events.some((e) => e.step === "BOM_CONSUMPTION" && e.toStatus === "COMPLETED"));
+      // Live until a step has completed, then the client goes away mid-run.
+      const live = await sub1.until((m) => m.events.some((e) => e.kind === "STEP_STATUS" && e.toStatus === "COMPLETED"));
       await sub1.stop();
       await first.dispose();
       clients = [];
