@@ -1,0 +1,54 @@
+// The change hub on its own: one LISTEN per server however many subscribers, and a subscriber that
+// stops reading is ended (its buffer freed) with the cursor to resume from, instead of growing.
+import { describe, expect, test } from "vitest";
+import { startChangeHub, type ChangesMessage } from "../../server/changes/changeHub.ts";
+import { startRunSql, testLog, useTestDatabase, waitFor } from "../helpers.ts";
+
+describe("change hub", () => {
+  const db = useTestDatabase();
+
+  test("many subscribers share one LISTEN connection", async () => {
+    const hub = await startChangeHub({ pool: db.pool, connectionString: db.url, log: testLog, pollIntervalMs: 1000 });
+    try {
+      const subs = await Promise.all([1, 2, 3, 4, 5].map(() => hub.subscribe({ workflow: "test_single" })));
+      const listeners = await db.pool.query(
+        "select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike 'listen%throughline:events%'");
+      expect(listeners.rows[0].n).toBe(1);
+      const token = await startRunSql(db.pool, "test_single", {});
+      for (const s of subs) {
+        expect((await s.next()).value.runs).toBeDefined(); // the state
+        const change = (await s.next()).value as ChangesMessage;
+        expect(change.events.map((e) => [e.token, e.kind])).toContainEqual([token, "RUN_CREATED"]);
+      }
+      await Promise.all(subs.map((s) => s.return!()));
+      expect(hub.subscriberCount()).toBe(0);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  test("a subscriber that stops reading is ended with the cursor to resume from, and misses nothing by resuming", async () => {
+    const hub = await startChangeHub({ pool: db.pool, connectionString: db.url, log: testLog, pollIntervalMs: 1000, maxQueuedMessages: 3 });
+    try {
+      const sub = await hub.subscribe({ workflow: "test_dag" });
+      const state = (await sub.next()).value as ChangesMessage;
+      const tokens: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        tokens.push(await startRunSql(db.pool, "test_dag", {}));
+        await new Promise((r) => setTimeout(r, 30)); // separate notifications, separate messages
+      }
+      await waitFor(async () => hub.subscriberCount() === 0, { what: "the slow subscriber to be ended" });
+      const error = await sub.next().then(() => undefined, (e: Error) => e);
+      expect(error?.message).toMatch(/fell more than 3 messages behind and was ended; subscribe again with after: ".+" to continue without loss/);
+      const resumeFrom = /after: "([^"]+)"/.exec(error!.message)![1];
+      expect(resumeFrom).toBe(state.cursor); // it had read nothing after the state
+
+      const again = await hub.subscribe({ workflow: "test_dag", after: resumeFrom });
+      const caughtUp = (await again.next()).value as ChangesMessage;
+      expect(new Set(caughtUp.events.filter((e) => e.kind === "RUN_CREATED").map((e) => e.token))).toEqual(new Set(tokens));
+      await again.return!();
+    } finally {
+      await hub.close();
+    }
+  });
+});
