@@ -86,7 +86,7 @@ async function main() {
 
     if (pgbenchSeconds > 0) {
       say(`pgbench: single-row UPDATE, 10 clients, ${pgbenchSeconds} s`);
-      results.pgbench = await pgbenchUpdate({ port: db.port, adminUrl: db.server.url, seconds: pgbenchSeconds });
+      results.pgbench = await pgbenchUpdate({ port: db.port, adminUrl: db.server.url, pgPid: db.server.pid, seconds: pgbenchSeconds });
       if (!results.pgbench) say("pgbench not found: the ratio to the commit ceiling is left out");
     }
 
@@ -158,7 +158,8 @@ async function main() {
     ["D", "500 WebSocket subscribers", "not measured yet", "—", "—", "server not built yet"],
     ["E", "1M retained steps + purge stall", "not measured yet", "—", "—", ""],
     ["F", "worker peak RSS, MB (VmHWM)", f0(results.rssMb ?? Number.NaN), "≤ 200", verdict((results.rssMb ?? Infinity) <= 200), "whole bench, one process"],
-    ["F", "Postgres CPU per run, ms", f1(med((r) => r.pgCpuMsPerRun)), "—", "info", `${f1(med((r) => r.pgCpuMsPerRun) / stepsPerRun)} ms/step; peers ≈ 2 ms/step`],
+    ["F", "Postgres CPU per run, ms", f1(med((r) => r.pgCpuMsPerRun)), "—", "info", `${f1(med((r) => r.pgCpuMsPerRun) / stepsPerRun)} ms/step; peers ≈ 2 ms/step` +
+      (results.pgbench ? `; pgbench: ${results.pgbench.pgCpuMsPerTx.toFixed(2)} ms/commit` : "")],
     ["F", "worker CPU per run, ms", f1(med((r) => r.workerCpuMsPerRun)), "—", "info", `${f1(med((r) => r.workerCpuMsPerRun) / stepsPerRun)} ms/step`],
     ["F", "transactions per run", f1(med((r) => r.xactPerRun)), "—", "info", `${f1(med((r) => r.xactPerRun) / stepsPerRun)} per step; peers ≈ 3 per step`],
   ];

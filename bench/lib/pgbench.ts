@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { embeddedBinDir } from "../../src/postgres/localPostgres.ts";
+import { treeCpuMs } from "./proc.ts";
 
 const run = promisify(execFile);
 
@@ -24,9 +25,11 @@ export interface PgbenchResult {
   clients: number;
   seconds: number;
   latencyMs: number;
+  /** Postgres CPU (all its processes) per pgbench transaction, ms: the floor for one small commit. */
+  pgCpuMsPerTx: number;
 }
 
-export async function pgbenchUpdate(opts: { port: number; adminUrl: string; clients?: number; seconds?: number }): Promise<PgbenchResult | undefined> {
+export async function pgbenchUpdate(opts: { port: number; adminUrl: string; pgPid: number; clients?: number; seconds?: number }): Promise<PgbenchResult | undefined> {
   const binary = await findPgbench();
   if (!binary) return undefined;
   const clients = opts.clients ?? 10;
@@ -43,9 +46,12 @@ export async function pgbenchUpdate(opts: { port: number; adminUrl: string; clie
   // One single-row UPDATE per transaction: the smallest durable write, i.e. the commit (WAL fsync) rate.
   const script = path.join(os.tmpdir(), `tl-bench-update-${process.pid}.sql`);
   writeFileSync(script, "\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n");
+  const cpu0 = treeCpuMs(opts.pgPid);
   const { stdout } = await run(binary, ["-n", "-f", script, "-c", String(clients), "-j", "2", "-T", String(seconds), ...conn, "pgbench"], { env });
+  const cpu1 = treeCpuMs(opts.pgPid);
   rmSync(script, { force: true });
+  const transactions = Number(stdout.match(/number of transactions actually processed: (\d+)/)?.[1]);
   const tps = Number(stdout.match(/tps = ([\d.]+)/)?.[1]);
   const latencyMs = Number(stdout.match(/latency average = ([\d.]+) ms/)?.[1]);
-  return { binary, tps, clients, seconds, latencyMs };
+  return { binary, tps, clients, seconds, latencyMs, pgCpuMsPerTx: (cpu1 - cpu0) / transactions };
 }
