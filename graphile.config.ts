@@ -8,6 +8,8 @@ import { makePgService } from "postgraphile/adaptors/pg";
 import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
 import type { GraphQLError } from "postgraphile/graphql";
 import type { ChangeHub } from "./server/changes/changeHub.ts";
+import { apiKeyFromRequestContext, authFailureMessage, openModePrincipal, pgSettingsFor, type Authenticator, type RequestContextLike } from "./src/auth.ts";
+import { SafeError } from "postgraphile/grafast";
 import { KeepIdColumnNamesPlugin } from "./server/plugins/KeepIdColumnNamesPlugin.ts";
 import { TrimDescriptionsPlugin } from "./server/plugins/TrimDescriptionsPlugin.ts";
 import { Xid8ColumnsHiddenPlugin } from "./server/plugins/Xid8ColumnsHiddenPlugin.ts";
@@ -23,6 +25,8 @@ export interface ThroughlinePresetOptions {
   /** Largest accepted GraphQL request body (run inputs travel in it). */
   maxRequestBytes?: number;
   maskError?: (error: GraphQLError) => GraphQLError;
+  /** API keys → roles. Without it (tools such as `npx graphile`), requests act as admin. */
+  authenticator?: Authenticator;
 }
 
 export function makeThroughlinePreset(options: ThroughlinePresetOptions): GraphileConfig.Preset {
@@ -53,11 +57,20 @@ export function makeThroughlinePreset(options: ThroughlinePresetOptions): Graphi
       }),
     ],
     grafast: {
-      // Kept small on purpose: access control adds `pgSettings` here (role, throughline.api_key_id).
-      context(requestContext, args) {
+      // Each request runs as its API key's role, with the key's subjects in transaction settings:
+      // row-level security decides what it sees (sql/current/820-access_control.sql). Plain HTTP
+      // requests without a valid key were already answered 401 by server/server.ts; a WebSocket
+      // sends its key in the connection params.
+      async context(requestContext, args) {
+        let principal = openModePrincipal;
+        if (options.authenticator) {
+          const auth = await options.authenticator.authenticate(apiKeyFromRequestContext(requestContext as RequestContextLike));
+          if (!auth.ok) throw new SafeError(authFailureMessage(auth.reason), { code: "UNAUTHENTICATED" });
+          principal = auth.principal;
+        }
         return {
-          pgSettings: { ...args.contextValue?.pgSettings },
-          tlChanges: options.changes?.forSocket(requestContext.ws?.socket) ?? null,
+          pgSettings: { ...args.contextValue?.pgSettings, ...pgSettingsFor(principal) },
+          tlChanges: options.changes?.forSocket(requestContext.ws?.socket, principal.subjects) ?? null,
         };
       },
     },

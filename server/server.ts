@@ -11,7 +11,8 @@ import type { Logger } from "../src/log.ts";
 import { makeThroughlinePreset } from "../graphile.config.ts";
 import { startChangeHub, type ChangeHub } from "./changes/changeHub.ts";
 import { makeMaskError } from "./maskError.ts";
-import { createDependencyTrackHandler } from "./rest/dependencyTrack.ts";
+import { createDependencyTrackHandler, type Authenticate } from "./rest/dependencyTrack.ts";
+import { apiKeyFrom, authFailureMessage, createAuthenticator, pgSettingsFor, type AuthMode } from "../src/auth.ts";
 
 export interface ServerOptions {
   connectionString: string;
@@ -25,6 +26,8 @@ export interface ServerOptions {
   /** Poll the event log this often even without notifications (ms). */
   changesPollIntervalMs?: number;
   maxQueuedMessagesPerSubscriber?: number;
+  /** keys: every API request needs a valid API key; open: requests without one act as admin. */
+  authMode: AuthMode;
 }
 
 export interface ThroughlineServer {
@@ -54,7 +57,12 @@ export async function startServer(options: ServerOptions): Promise<ThroughlineSe
     // Room for JSON escaping and the rest of the request around the run input; start_run itself
     // refuses inputs above the workflow's limit with a clear TL413.
     const maxRequestBytes = options.maxInputBytes * 2 + 64 * 1024;
+    const authenticator = createAuthenticator(options.pool, { mode: options.authMode });
+    if (options.authMode === "open") {
+      log.warn("THROUGHLINE_AUTH=open: requests WITHOUT an API key act as ADMIN. Local development only — never expose this server.");
+    }
     const preset = makeThroughlinePreset({
+      authenticator,
       connectionString: options.connectionString,
       changes,
       maxRequestBytes,
@@ -74,10 +82,32 @@ export async function startServer(options: ServerOptions): Promise<ThroughlineSe
     const serv = pgl.createServ(grafserv);
     const graphqlHandler = serv.createHandler();
     const upgradeHandler = await serv.getUpgradeHandler();
-    const rest = createDependencyTrackHandler({ pool: options.pool, log, maxBodyBytes: maxRequestBytes });
+    // Onto our roles: reading (every GET, whatever Dependency-Track permission it names) needs a
+    // reader, uploads and analyses a submitter. Postgres enforces the same again (grants, RLS).
+    const restAuthenticate: Authenticate = async (req, route) => {
+      const auth = await authenticator.authenticate(apiKeyFrom(req.headers));
+      if (!auth.ok) return { allow: false, status: 401, message: authFailureMessage(auth.reason) };
+      const { principal } = auth;
+      if (req.method !== "GET" && principal.role === "reader") {
+        return { allow: false, status: 403, message: `This API key is read-only; ${route.permission} needs a submitter or admin key.` };
+      }
+      return { allow: true, principal: principal.keyId ? `api-key:${principal.keyId}` : "open-mode", settings: pgSettingsFor(principal) };
+    };
+    const rest = createDependencyTrackHandler({ pool: options.pool, log, maxBodyBytes: maxRequestBytes, authenticate: restAuthenticate });
+    const graphqlPath = "/graphql";
 
+    // A GraphQL request without a valid key gets a real 401 here (the explorer page itself is public;
+    // it sends the key the user enters in its headers editor).
+    const refuseUnauthenticated = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
+      if (req.method !== "POST" || (req.url ?? "").split("?")[0] !== graphqlPath) return false;
+      const auth = await authenticator.authenticate(apiKeyFrom(req.headers));
+      if (auth.ok) return false;
+      res.writeHead(401, { "content-type": "application/json; charset=utf-8", "www-authenticate": 'ApiKey header="X-Api-Key"' });
+      res.end(JSON.stringify({ errors: [{ message: authFailureMessage(auth.reason), extensions: { code: "UNAUTHENTICATED" } }] }));
+      return true;
+    };
     const server = http.createServer((req, res) => {
-      rest(req, res).then(
+      rest(req, res).then(async (handled) => handled || (await refuseUnauthenticated(req, res))).then(
         (handled) => {
           if (!handled) graphqlHandler(req, res);
         },

@@ -78,6 +78,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         port: config.PORT,
         host: config.HOST,
         maxInputBytes: config.THROUGHLINE_MAX_INPUT_BYTES,
+        authMode: config.THROUGHLINE_AUTH,
       });
       stack.push(() => server!.close());
     }

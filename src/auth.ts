@@ -96,3 +96,22 @@ export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: 
     client.release();
   }
 }
+
+/** What grafserv hands grafast.context: the HTTP request, or the WebSocket's upgrade request and connection params. */
+export interface RequestContextLike {
+  node?: { req?: { headers: IncomingHttpHeaders } };
+  ws?: { request?: { headers: IncomingHttpHeaders }; normalizedConnectionParams?: IncomingHttpHeaders };
+}
+
+/** The key of a GraphQL request: its headers, or for a WebSocket its connection params (browsers cannot set headers there). */
+export function apiKeyFromRequestContext(rc: RequestContextLike): string | undefined {
+  if (rc.ws) return apiKeyFrom(rc.ws.normalizedConnectionParams ?? {}) ?? apiKeyFrom(rc.ws.request?.headers ?? {});
+  return rc.node?.req ? apiKeyFrom(rc.node.req.headers) : undefined;
+}
+
+/** What a missing or invalid key is told (REST and GraphQL alike). */
+export function authFailureMessage(reason: "missing" | "invalid"): string {
+  return reason === "missing"
+    ? "An API key is required: send it in the X-Api-Key header (create one with `throughline keys create`)."
+    : "The API key is not valid (unknown, revoked or expired).";
+}

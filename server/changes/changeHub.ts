@@ -83,7 +83,12 @@ export interface ChangeHub {
    * The same, for subscriptions served on this socket: a client that does not read what it was sent
    * (the socket's send buffer keeps growing) is disconnected rather than buffered for without limit.
    */
-  forSocket(socket: SubscriberSocket | undefined): { subscribe(topic: ChangesTopic | string): Promise<AsyncIterableIterator<ChangesMessage>> };
+  /**
+   * Subscriptions of one request: its WebSocket (for back-pressure) and the subjects its API key may
+   * see (null: all). The hub reads with the server's own connection, so it applies the key's scope
+   * itself, with the same answers as row-level security gives (another subject's run "does not exist").
+   */
+  forSocket(socket: SubscriberSocket | undefined, subjects?: string[] | null): { subscribe(topic: ChangesTopic | string): Promise<AsyncIterableIterator<ChangesMessage>> };
   /** Number of live subscriptions (for tests and metrics). */
   subscriberCount(): number;
   close(): Promise<void>;
@@ -215,8 +220,9 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
   const poll = setInterval(wake, options.pollIntervalMs ?? 5000);
   poll.unref();
 
-  async function subscribe(rawTopic: ChangesTopic | string, socket?: SubscriberSocket): Promise<AsyncIterableIterator<ChangesMessage>> {
+  async function subscribe(rawTopic: ChangesTopic | string, socket?: SubscriberSocket, subjects: string[] | null = null): Promise<AsyncIterableIterator<ChangesMessage>> {
     const topic: ChangesTopic = typeof rawTopic === "string" ? JSON.parse(rawTopic) : rawTopic;
+    const inScope = (subject: string | null) => subjects === null || (subject !== null && subjects.includes(subject));
     if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
     if (topic.after != null && !parseCursor(topic.after)) {
       throw new SafeError(`"${topic.after}" is not a cursor: pass the cursor of a message this API sent.`, { code: "TL422" });
@@ -255,7 +261,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
           return;
         }
         const baseline = sub.baseline;
-        const events = batch.events.filter((e) => matches(topic, e) && !visibleIn(BigInt(e.xid), baseline));
+        const events = batch.events.filter((e) => matches(topic, e) && inScope(e.subject) && !visibleIn(BigInt(e.xid), baseline));
         if (events.length) push({ cursor: batch.cursor, runs: null, events });
       },
       end(error) {
@@ -290,14 +296,14 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
           text: "select next_cursor, events from throughline.changes_after($1::text, $2::uuid, $3::text, $4::text)",
           values: [topic.after, topic.token ?? null, topic.workflow ?? null, topic.subject ?? null],
         });
-        first = { cursor: rows[0].next_cursor, runs: null, events: rows[0].events };
+        first = { cursor: rows[0].next_cursor, runs: null, events: (rows[0].events as ChangeEvent[]).filter((e) => inScope(e.subject)) };
       } else {
         const { rows } = await pool.query({
           name: "throughline/runs_snapshot",
           text: "select cursor, runs from throughline.runs_snapshot($1::uuid, $2::text, $3::text, $4::integer)",
           values: [topic.token ?? null, topic.workflow ?? null, topic.subject ?? null, topic.first ?? 100],
         });
-        first = { cursor: rows[0].cursor, runs: rows[0].runs, events: [] };
+        first = { cursor: rows[0].cursor, runs: (rows[0].runs as { subject: string | null }[]).filter((r) => inScope(r.subject)), events: [] };
         if (topic.token && first.runs!.length === 0) {
           throw new SafeError(`Provided token ${topic.token} does not exist.`, { code: "TL404" });
         }
@@ -352,7 +358,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
 
   return {
     subscribe: (topic) => subscribe(topic),
-    forSocket: (socket) => ({ subscribe: (topic) => subscribe(topic, socket) }),
+    forSocket: (socket, subjects) => ({ subscribe: (topic) => subscribe(topic, socket, subjects ?? null) }),
     subscriberCount: () => subscribers.size,
     async close() {
       closed = true;

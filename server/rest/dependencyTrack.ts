@@ -53,7 +53,8 @@ export interface RouteInfo {
 
 /** What an authenticate hook decides. `principal` names who asked (recorded as a run label). */
 export type AuthDecision =
-  | { allow: true; principal?: string }
+  /** settings: transaction settings (role, key scope) the route's queries run with; row-level security applies them. */
+  | { allow: true; principal?: string; settings?: Record<string, string> }
   | { allow: false; status: 401 | 403; message?: string };
 
 export type Authenticate = (req: IncomingMessage, route: RouteInfo) => AuthDecision | Promise<AuthDecision>;
@@ -337,7 +338,30 @@ interface StepStateRow {
   failure_reason: string | null;
 }
 
-async function readStepStates(pool: pg.Pool, token: string): Promise<StepStateRow[]> {
+/** Runs fn with the request's settings (its API key's role and scope), or on the pool as it is. */
+async function asRequester<T>(pool: pg.Pool, settings: Record<string, string> | undefined, fn: (db: Pick<pg.Pool, "query">) => Promise<T>): Promise<T> {
+  if (!settings) return fn(pool);
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    const entries = Object.entries(settings);
+    await client.query({
+      name: `throughline/rest/settings/${entries.length}`,
+      text: `select ${entries.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
+      values: entries.flat(),
+    });
+    const result = await fn(client);
+    await client.query("commit");
+    return result;
+  } catch (e) {
+    await client.query("rollback").catch(() => {});
+    throw e;
+  } finally {
+    client.release();
+  }
+}
+
+async function readStepStates(pool: Pick<pg.Pool, "query">, token: string): Promise<StepStateRow[]> {
   const { rows } = await pool.query<StepStateRow>({
     name: "throughline/rest/step_states",
     text: `select s.token::text as token, s.step, s.status, ${epochMs("s.started_at")} as started_at,
@@ -348,7 +372,7 @@ async function readStepStates(pool: pg.Pool, token: string): Promise<StepStateRo
   return rows;
 }
 
-async function readProcessing(pool: pg.Pool, token: string): Promise<boolean> {
+async function readProcessing(pool: Pick<pg.Pool, "query">, token: string): Promise<boolean> {
   const { rows } = await pool.query({ name: "throughline/rest/is_processing", text: "select throughline.is_processing($1::uuid) as p", values: [token] });
   return rows[0].p === true;
 }
@@ -361,6 +385,7 @@ interface Context {
   res: ServerResponse;
   params: string[];
   principal?: string;
+  settings?: Record<string, string>;
 }
 
 interface Route {
@@ -386,13 +411,13 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
   const submit = async (ctx: Context, workflow: string, project: string, input: Record<string, unknown>) => {
     const labels: Record<string, string> = { submittedVia: "dependency-track-api" };
     if (ctx.principal) labels.triggeredBy = ctx.principal;
-    const run = await startRun(pool, { workflow, input, subject: project, labels });
+    const run = await asRequester(pool, ctx.settings, (db) => startRun(db, { workflow, input, subject: project, labels }));
     log.info({ token: run.token, workflow, project }, "run submitted through the Dependency-Track API");
     sendJson(ctx.res, { token: run.token });
   };
 
   const processing = async (ctx: Context) => {
-    sendJson(ctx.res, { processing: await readProcessing(pool, ctx.params[0]) });
+    sendJson(ctx.res, { processing: await asRequester(pool, ctx.settings, (db) => readProcessing(db, ctx.params[0])) });
   };
 
   const routes: Route[] = [
@@ -428,7 +453,7 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
       method: "GET", pattern: /^\/api\/v1\/workflow\/token\/([^/]*)\/status$/, name: "workflow.status", permission: "BOM_UPLOAD",
       uuidParam: { index: 0, name: "uuid" },
       async handle(ctx) {
-        const rows = await readStepStates(pool, ctx.params[0]);
+        const rows = await asRequester(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
         if (rows.length === 0) throw text(404, `Provided token ${ctx.params[0]} does not exist.`);
         sendJson(ctx.res, rows.map((r) => {
           const o: Record<string, unknown> = { token: r.token, step: r.step, status: r.status };
@@ -443,7 +468,7 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
       method: "GET", pattern: /^\/api\/v2\/workflows\/([^/]*)$/, name: "workflows.v2", permission: "BOM_UPLOAD",
       uuidParam: { index: 0, name: "token", v2: true },
       async handle(ctx) {
-        const rows = await readStepStates(pool, ctx.params[0]);
+        const rows = await asRequester(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
         if (rows.length === 0) throw problem(404, "Not Found", `Provided token ${ctx.params[0]} does not exist.`);
         sendJson(ctx.res, {
           states: rows.map((r) => ({
@@ -472,7 +497,7 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
     if (!decision.allow) {
       throw text(decision.status, decision.message ?? (decision.status === 401 ? "Unauthorized" : "Forbidden"));
     }
-    await route.handle({ req, res, params, principal: decision.principal });
+    await route.handle({ req, res, params, principal: decision.principal, settings: decision.settings });
   };
 
   return async (req, res) => {

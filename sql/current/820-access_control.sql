@@ -377,3 +377,8 @@ grant execute on function
   throughline.create_webhook(text, text[], text, text, text, boolean, text, interval, integer, interval, numeric, interval),
   throughline.delete_webhook(bigint), throughline.set_webhook_enabled(bigint, boolean), throughline.webhook_events()
   to throughline_admin;
+
+-- The GraphQL API’s own functions (800-graphql_api.sql): search_runs reads as its caller, so RLS
+-- applies; runs_snapshot and changes_after are read by the server’s change hub as the owner, which
+-- applies the key’s scope itself (server/changes/changeHub.ts).
+grant execute on function throughline.search_runs(text, text, text, jsonb, timestamptz, timestamptz) to throughline_reader;

@@ -20,7 +20,8 @@ export interface TestGraphqlServer {
   wsClient(options?: { retry?: boolean }): Client;
 }
 
-export function useGraphqlServer(db: TestDatabase, options: { maxInputBytes?: number; maxQueuedMessagesPerSubscriber?: number } = {}): TestGraphqlServer {
+/** authMode "open" (the default here) lets tests without a key act as admin; access tests use "keys". */
+export function useGraphqlServer(db: TestDatabase, options: { maxInputBytes?: number; maxQueuedMessagesPerSubscriber?: number; authMode?: "open" | "keys" } = {}): TestGraphqlServer {
   const clients: Client[] = [];
   const t = {} as TestGraphqlServer;
   beforeAll(async () => {
@@ -33,6 +34,7 @@ export function useGraphqlServer(db: TestDatabase, options: { maxInputBytes?: nu
       maxInputBytes: options.maxInputBytes ?? 1024 * 1024,
       changesPollIntervalMs: 1000,
       maxQueuedMessagesPerSubscriber: options.maxQueuedMessagesPerSubscriber,
+      authMode: options.authMode ?? "open",
     });
     t.url = `${t.server.url}/graphql`;
     t.wsUrl = t.url.replace(/^http/, "ws");

@@ -2,6 +2,7 @@
 // the printed address and SIGTERM stops it cleanly.
 import { expect, test } from "vitest";
 import { spawnThroughline } from "../processes.ts";
+import { createApiKey } from "../../src/db/apiKeys.ts";
 import { startRunSql, useTestDatabase } from "../helpers.ts";
 
 const db = useTestDatabase();
@@ -15,7 +16,7 @@ test("serve answers GraphQL on the address it prints and stops on SIGTERM", asyn
     const url = /GraphQL: +(http:\/\/\S+\/graphql)/.exec(app.output())![1];
     const res = await fetch(url, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", "x-api-key": (await createApiKey(db.pool, { name: "serve-test", role: "reader" })).apiKey },
       body: JSON.stringify({ query: "query($t: UUID!) { isProcessing(token: $t) run(token: $t) { workflow } }", variables: { t: token } }),
     });
     expect(await res.json()).toEqual({ data: { isProcessing: true, run: { workflow: "test_single" } } });
