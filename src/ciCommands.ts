@@ -79,9 +79,10 @@ export class CiUsageError extends Error {}
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const OPEN = new Set(["PENDING", "TIMED_OUT"]);
 
-export const ciUsage = `Usage (CI; talks to THROUGHLINE_URL, default http://127.0.0.1:5678):
+export const ciUsage = `For CI (over HTTP to THROUGHLINE_URL, default http://127.0.0.1:5678, with THROUGHLINE_API_KEY):
   throughline submit --project <uuid | name@version> --bom FILE [--wait] [--json]
   throughline submit --analyze --project <uuid> [--wait] [--json]
+  throughline submit --workflow NAME --input FILE.json [--wait] [--json]
   throughline status <token> [--json]
   throughline wait <token> [--timeout SECONDS] [--interval SECONDS] [--stall SECONDS] [--json]
 
@@ -255,7 +256,10 @@ export async function ciStatus(token: string, options: { json?: boolean } = {}, 
 
 export interface SubmitOptions {
   /** A project UUID, or name@version (name alone when there is no version). */
-  project: string;
+  project?: string;
+  /** Any other workflow, started through GraphQL's startRun with the JSON input in this file. */
+  workflow?: string;
+  input?: string;
   /** Path of the BOM file (not for analyze). */
   bom?: string;
   /** Start a re-analysis of the project instead of uploading a BOM. */
@@ -272,9 +276,33 @@ export function projectFields(project: string): Record<string, string> {
   return at > 0 ? { projectName: project.slice(0, at), projectVersion: project.slice(at + 1) } : { projectName: project };
 }
 
+/** Starts a run of any workflow through GraphQL (startRun); returns its token. */
+async function submitWorkflow(client: Client, workflow: string, inputFile: string): Promise<string> {
+  let input: unknown;
+  try {
+    input = JSON.parse(await readFile(inputFile, "utf8"));
+  } catch (e) {
+    throw new CiUsageError(`cannot read the input file as JSON: ${(e as Error).message}`);
+  }
+  const res = await client.send("POST", "/graphql", JSON.stringify({
+    query: "mutation($w: String!, $i: JSON!) { startRun(input: { workflow: $w, input: $i }) { result { token } } }",
+    variables: { w: workflow, i: input },
+  }), { "content-type": "application/json" });
+  if (res.status !== 200) throw await refusal(res, "submitting");
+  const body = (await res.json()) as { data?: { startRun?: { result?: { token: string } } }; errors?: { message: string }[] };
+  if (body.errors?.length) throw new CiUsageError(`submitting: ${body.errors.map((e) => e.message).join("; ")}`);
+  return body.data!.startRun!.result!.token;
+}
+
 export async function ciSubmit(options: SubmitOptions, io: CiIo = defaultIo()): Promise<number> {
   const client = clientFor(io);
   let res: Response;
+  if (options.workflow) {
+    if (!options.input) throw new CiUsageError("submit --workflow needs --input FILE (the run input as JSON)");
+    const token = await submitWorkflow(client, options.workflow, options.input);
+    return finishSubmit(token, options, io);
+  }
+  if (!options.project) throw new CiUsageError("submit needs --project (with --bom or --analyze), or --workflow with --input");
   if (options.analyze) {
     if (!UUID_RE.test(options.project)) throw new CiUsageError(`--analyze needs a project UUID, got "${options.project}"`);
     res = await client.send("POST", `/api/v1/finding/project/${options.project}/analyze`);
@@ -294,6 +322,10 @@ export async function ciSubmit(options: SubmitOptions, io: CiIo = defaultIo()): 
   }
   if (res.status !== 200) throw await refusal(res, "submitting");
   const { token } = (await res.json()) as { token: string };
+  return finishSubmit(token, options, io);
+}
+
+function finishSubmit(token: string, options: SubmitOptions, io: CiIo): Promise<number> | number {
   if (options.wait) {
     if (!options.json) io.stdout.write(`${token}\n`);
     return ciWait(token, { ...options.wait, json: options.json }, io);
@@ -320,6 +352,8 @@ export async function ciMain(argv: string[], io: CiIo = defaultIo()): Promise<nu
       options: {
         project: { type: "string" },
         bom: { type: "string" },
+        workflow: { type: "string" },
+        input: { type: "string" },
         analyze: { type: "boolean", default: false },
         wait: { type: "boolean", default: false },
         timeout: { type: "string" },
@@ -337,8 +371,8 @@ export async function ciMain(argv: string[], io: CiIo = defaultIo()): Promise<nu
     };
     switch (command) {
       case "submit":
-        if (!values.project) throw new CiUsageError("submit needs --project");
-        return await ciSubmit({ project: values.project, bom: values.bom, analyze: values.analyze, json: values.json, wait: values.wait ? waitOptions : undefined }, io);
+        return await ciSubmit({ project: values.project, bom: values.bom, analyze: values.analyze, workflow: values.workflow, input: values.input,
+          json: values.json, wait: values.wait ? waitOptions : undefined }, io);
       case "status":
         if (rest.length !== 1) throw new CiUsageError("status needs one token");
         return await ciStatus(rest[0], { json: values.json }, io);

@@ -1,5 +1,6 @@
 // The `throughline` command. See README.md ("Commands") for every command and its exit codes.
-import { readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
@@ -9,7 +10,9 @@ import { startApp, type App } from "./app.ts";
 import { openDatabase } from "./database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { ThroughlineError } from "./db/errors.ts";
-import { getRunWithSteps, startRun } from "./db/runs.ts";
+import { createApiKey, listApiKeys, revokeApiKey } from "./db/apiKeys.ts";
+import { createAuthenticator } from "./auth.ts";
+import { ciMain, ciUsage, defaultIo } from "./ciCommands.ts";
 
 const usage = `Usage: throughline <command> [options]
 
@@ -18,10 +21,11 @@ Commands:
   migrate               bring the database schema up to date and exit
   worker                run the worker only (several may run against one database)
   serve                 run the server only: GraphQL at /graphql (explorer at /graphiql) and the REST routes
-  submit                start a run:  --workflow NAME (--input FILE | --input-json JSON)
-                                      or for bom_upload: --project ID --bom FILE
-                        options: --token UUID, --subject S, --label key=value (repeatable), --json
-  status <token>        print a run and its steps (--json for scripts)
+  keys create --name N --role reader|submitter|admin [--subject S ...] [--expires ISO-TIME]
+                        create an API key (printed once); keys list; keys revoke <id>
+  submit | status | wait   for CI pipelines, see below
+
+${ciUsage}
 
 Configuration is read from the environment; see README.md.`;
 
@@ -61,11 +65,35 @@ function describeRuntime(log: Logger) {
     : "running on the system Node.js");
 }
 
+/**
+ * Local development: with the embedded Postgres, `start` keeps an admin API key in a git-ignored
+ * file beside its data, and the CI commands of this checkout use it when THROUGHLINE_API_KEY is unset.
+ */
+function localKeyFile(config: Config): string {
+  return path.join(path.dirname(config.THROUGHLINE_DATA_DIR), "api-key");
+}
+
+async function ensureLocalKey(app: App, config: Config, log: Logger): Promise<string | undefined> {
+  if (!app.db.embedded || config.THROUGHLINE_AUTH !== "keys") return undefined;
+  const file = localKeyFile(config);
+  if (existsSync(file)) {
+    const key = readFileSync(file, "utf8").trim();
+    if ((await createAuthenticator(app.pool, { mode: "keys", cacheMs: 0 }).authenticate(key)).ok) return file;
+  }
+  const { apiKey } = await createApiKey(app.pool, { name: "local development (throughline start)", role: "admin" });
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, apiKey + "\n", { mode: 0o600 });
+  chmodSync(file, 0o600);
+  log.info({ file }, "created an admin API key for local development");
+  return file;
+}
+
 async function start(config: Config, log: Logger, withWorker: boolean, migrate: boolean, withServer = false) {
   const started = Date.now();
   const signals = handleSignals(log);
   const starting = startApp({ config, log, worker: withWorker, migrate, server: withServer });
   const app = await starting;
+  const keyFile = withServer ? await ensureLocalKey(app, config, log) : undefined;
   const where = {
     databaseUrl: app.db.url,
     follow: `psql ${app.db.url} -c 'select * from throughline.workflow_state order by id desc limit 20'`,
@@ -77,6 +105,7 @@ async function start(config: Config, log: Logger, withWorker: boolean, migrate: 
       `  Postgres:   ${app.db.url}${app.db.embedded ? ` (embedded PostgreSQL ${app.db.embedded.version})` : ""}\n` +
       `  Worker:     ${app.worker ? `${app.worker.workerId}, ${config.THROUGHLINE_WORKER_CONCURRENCY} concurrent steps` : "not started"}\n` +
       `  GraphQL:    ${app.server ? `${app.server.url}/graphql (explorer: ${app.server.url}/graphiql)` : "not started"}\n` +
+      (keyFile ? `  API key:    ${keyFile} (admin, local development; send it as X-Api-Key)\n` : "") +
       `  Follow:     ${where.follow}\n` +
       `  Submit:     ${where.submit}\n` +
       `  Stop:       Ctrl-C\n\n`,
@@ -95,29 +124,24 @@ async function withPool<T>(config: Config, log: Logger, fn: (pool: pg.Pool) => P
   }
 }
 
-function parseLabels(values: string[] | undefined): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const v of values ?? []) {
-    const i = v.indexOf("=");
-    if (i <= 0) throw new ThroughlineError("invalid", "CLI", `--label must be key=value, got "${v}"`);
-    labels[v.slice(0, i)] = v.slice(i + 1);
-  }
-  return labels;
-}
-
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "submit" || argv[0] === "status" || argv[0] === "wait") {
+    // CI commands talk HTTP to a running server (THROUGHLINE_URL); locally, with the key `start` made.
+    const env = { ...process.env };
+    if (!env.THROUGHLINE_API_KEY && process.env.THROUGHLINE_AUTH !== "open") {
+      const file = localKeyFile(loadConfig());
+      if (existsSync(file)) env.THROUGHLINE_API_KEY = readFileSync(file, "utf8").trim();
+    }
+    return ciMain(argv, { ...defaultIo(), env });
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
-      workflow: { type: "string" },
-      input: { type: "string" },
-      "input-json": { type: "string" },
-      project: { type: "string" },
-      bom: { type: "string" },
-      token: { type: "string" },
-      subject: { type: "string" },
-      label: { type: "string", multiple: true },
+      name: { type: "string" },
+      role: { type: "string" },
+      subject: { type: "string", multiple: true },
+      expires: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -150,47 +174,31 @@ async function main(argv: string[]): Promise<number> {
       });
       log.info("database schema up to date");
       return 0;
-    case "submit": {
-      let input: Record<string, unknown>;
-      let workflow = values.workflow;
-      if (values.bom !== undefined || values.project !== undefined) {
-        if (!values.bom || !values.project) throw new ThroughlineError("invalid", "CLI", "--project and --bom go together");
-        workflow ??= "bom_upload";
-        // The raw text: a malformed BOM is reported by BOM_CONSUMPTION with what is wrong and where.
-        input = { project: values.project, bom: readFileSync(values.bom, "utf8") };
-      } else if (values.input !== undefined || values["input-json"] !== undefined) {
-        const text = values["input-json"] ?? readFileSync(values.input!, "utf8");
-        try {
-          input = JSON.parse(text);
-        } catch (e) {
-          throw new ThroughlineError("invalid", "CLI", `input is not valid JSON: ${(e as Error).message}`);
+    case "keys": {
+      const [action, id] = rest;
+      return withPool(config, log, async (pool) => {
+        if (action === "create") {
+          if (!values.name || !values.role) throw new ThroughlineError("invalid", "CLI", "keys create needs --name and --role (reader, submitter or admin)");
+          const key = await createApiKey(pool, { name: values.name, role: values.role, subjects: values.subject ?? null, expiresAt: values.expires ?? null });
+          process.stdout.write(values.json ? JSON.stringify(key) + "\n" : `${key.apiKey}\n`);
+          if (!values.json) process.stderr.write(`key ${key.id} created; this is the only time it is shown.\n`);
+          return 0;
         }
-      } else {
-        throw new ThroughlineError("invalid", "CLI", "submit needs --project and --bom, or --workflow with --input or --input-json");
-      }
-      if (!workflow) throw new ThroughlineError("invalid", "CLI", "submit needs --workflow");
-      const run = await withPool(config, log, (pool) =>
-        startRun(pool, { workflow: workflow!, input, subject: values.subject, labels: parseLabels(values.label), token: values.token }));
-      process.stdout.write(values.json ? JSON.stringify({ token: run.token }) + "\n" : `${run.token}\n`);
-      return 0;
-    }
-    case "status": {
-      const token = rest[0];
-      if (!token) throw new ThroughlineError("invalid", "CLI", "status needs a token");
-      const found = await withPool(config, log, (pool) => getRunWithSteps(pool, token));
-      if (!found) {
-        process.stderr.write(`Provided token ${token} does not exist.\n`);
-        return 4;
-      }
-      if (values.json) {
-        process.stdout.write(JSON.stringify(found) + "\n");
-      } else {
-        process.stdout.write(`${found.run.token}  ${found.run.workflow}  ${found.run.status}\n`);
-        for (const s of found.steps) {
-          process.stdout.write(`  ${s.step.padEnd(20)} ${s.status.padEnd(15)}${s.failure_reason ?? s.status_reason ?? ""}\n`);
+        if (action === "list") {
+          const keys = await listApiKeys(pool);
+          if (values.json) process.stdout.write(JSON.stringify(keys) + "\n");
+          else for (const k of keys) {
+            process.stdout.write(`${k.id}  ${k.key_prefix}…  ${k.role.padEnd(9)} ${(k.subjects?.join(",") ?? "all subjects").padEnd(20)} ${k.name}${k.revoked_at ? "  (revoked)" : ""}\n`);
+          }
+          return 0;
         }
-      }
-      return 0;
+        if (action === "revoke" && id) {
+          const revoked = await revokeApiKey(pool, id);
+          process.stdout.write(revoked ? `revoked ${id}\n` : `no active key ${id}\n`);
+          return revoked ? 0 : 4;
+        }
+        throw new ThroughlineError("invalid", "CLI", "use: keys create --name N --role R [--subject S] | keys list | keys revoke <id>");
+      });
     }
     default:
       process.stderr.write(`unknown command "${command}"\n\n${usage}\n`);

@@ -3,13 +3,22 @@
 // on the same machine shares that Postgres; a bad setting stops start-up with a clear message.
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { afterAll, expect, test } from "vitest";
+import { afterAll, afterEach, expect, test } from "vitest";
 import { makeTempDir } from "../../src/postgres/localPostgres.ts";
-import { spawnThroughline } from "../processes.ts";
+import { spawnThroughline, type ThroughlineProcess } from "../processes.ts";
 import { bom, waitFor } from "../helpers.ts";
 import { writeFileSync } from "node:fs";
 
 const dir = makeTempDir("tl-cli-");
+const started: ThroughlineProcess[] = [];
+afterEach(async () => {
+  for (const p of started.splice(0)) {
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      p.kill("SIGKILL");
+      await p.exited;
+    }
+  }
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function pidAlive(pid: number): boolean {
@@ -21,31 +30,33 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+const httpPort = 52000 + (process.pid % 900);
 const env = {
   THROUGHLINE_DATA_DIR: path.join(dir, "pgdata"),
   THROUGHLINE_PG_PORT: String(59000 + (process.pid % 900)),
-  PORT: "0",
+  PORT: String(httpPort),
+  THROUGHLINE_URL: `http://127.0.0.1:${httpPort}`,
 };
 
 test.each(["SIGTERM", "SIGINT"] as const)("start boots an embedded Postgres, runs BOMs, and stops it on %s", async (signal) => {
   const app = spawnThroughline(["start"], env);
-  await app.waitForOutput(/Throughline is ready/, 60_000);
+  started.push(app);
+  await app.waitForOutput(/Stop: +Ctrl-C/, 60_000); // the whole banner
   const pid = Number(readFileSync(path.join(env.THROUGHLINE_DATA_DIR, "postmaster.pid"), "utf8").split("\n")[0]);
   expect(pidAlive(pid)).toBe(true);
 
-  // A second command shares the running Postgres instead of starting (or stopping) another.
+  // The quick start's next commands: submit the example BOM and wait for it, over HTTP with the
+  // local admin key `start` wrote; then a second database command (keys) shares the running Postgres.
+  expect(app.output()).toMatch(/API key: +.*api-key \(admin, local development/);
   const bomFile = path.join(dir, "bom.json");
   writeFileSync(bomFile, JSON.stringify(bom.withComponents));
-  const submit = spawnThroughline(["submit", "--project", "cli-demo", "--bom", bomFile], env);
-  expect((await submit.exited).code).toBe(0);
-  const token = submit.output().trim().split("\n").pop()!;
-  expect(token).toMatch(/^[0-9a-f-]{36}$/);
-  await waitFor(async () => {
-    const status = spawnThroughline(["status", token, "--json"], env);
-    await status.exited;
-    const line = status.output().split("\n").find((l) => l.startsWith("{\"run\""));
-    return line && JSON.parse(line).run.status === "COMPLETED";
-  }, { timeoutMs: 30_000, intervalMs: 250, what: "the submitted BOM to complete" });
+  const submit = spawnThroughline(["submit", "--project", "cli-demo", "--bom", bomFile, "--wait"], env);
+  const submitted = await submit.exited;
+  expect(submit.output()).toMatch(/[0-9a-f-]{36}/);
+  expect(submitted.code).toBe(0); // every step COMPLETED or NOT_APPLICABLE
+  const keys = spawnThroughline(["keys", "list"], env);
+  expect((await keys.exited).code).toBe(0);
+  expect(keys.output()).toMatch(/admin +all subjects +local development/);
   expect(pidAlive(pid)).toBe(true);
 
   app.kill(signal);
@@ -58,12 +69,14 @@ test.each(["SIGTERM", "SIGINT"] as const)("start boots an embedded Postgres, run
 
 test("a Postgres left behind by a killed start is stopped and replaced by the next start", async () => {
   const first = spawnThroughline(["start"], env);
+  started.push(first);
   await first.waitForOutput(/Throughline is ready/, 60_000);
   const orphan = Number(readFileSync(path.join(env.THROUGHLINE_DATA_DIR, "postmaster.pid"), "utf8").split("\n")[0]);
   first.kill("SIGKILL");
   await first.exited;
   expect(pidAlive(orphan)).toBe(true); // SIGKILL gives no chance to clean up
   const second = spawnThroughline(["start"], env);
+  started.push(second);
   await second.waitForOutput(/Throughline is ready/, 60_000);
   expect(pidAlive(orphan)).toBe(false);
   second.kill("SIGTERM");

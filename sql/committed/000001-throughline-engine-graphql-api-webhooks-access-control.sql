@@ -1,6 +1,6 @@
 --! Previous: -
---! Hash: sha1:06241b7d0b8d686cce9bbfc55eea26ee81f9f246
---! Message: Throughline engine: runs, steps, rules, DAG advance, attempts, events, maintenance
+--! Hash: sha1:ee37460fb9d50412db85fe9eb3259ff0073ffb11
+--! Message: Throughline: engine, GraphQL API, webhooks, access control
 
 --! split: 001-schema.sql
 -- Throughline schema: tables, view and their documentation.
@@ -286,14 +286,15 @@ begin
   end if;
   -- graphile_worker.add_jobs needs its owner’s rights; this wrapper is SECURITY DEFINER so that
   -- callers with only throughline rights (API roles, triggers fired by them) can still enqueue.
-  -- Keyless jobs: a job per (step, attempt) is never reused (anchors: job_key replace mode makes a
-  -- second job while the first runs), and the attempt fence makes duplicates harmless anyway.
+  -- One job key per (step, attempt), never reused for another attempt (anchors: replace mode makes a
+  -- second job while the first runs). The key lets reclaim_expired_leases see whether an attempt’s
+  -- job is still alive; the attempt fence makes a duplicate job harmless.
   perform graphile_worker.add_jobs(
     array(
       select row(
         s.task_identifier,
         json_build_object('stepId', s.id, 'attempt', s.attempt),
-        null, enqueue_step_jobs.run_at, 3, null, null, null
+        null, enqueue_step_jobs.run_at, 3, format('throughline:step:%s:%s', s.id, s.attempt), null, null
       )::graphile_worker.job_spec
       from throughline.step s
       where s.id = any (enqueue_step_jobs.step_ids)
@@ -635,7 +636,7 @@ create function throughline.start_run(
   labels jsonb default '{}',
   token uuid default null
 ) returns throughline.run
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path to pg_catalog
 as $$
 #variable_conflict use_column
@@ -961,13 +962,14 @@ reason and everything open downstream is cancelled (FAILED). A stale attempt cha
 -- What people do to runs: cancel one, retry a failed step with everything it had stopped.
 
 create function throughline.cancel_run(token uuid, reason text default null) returns throughline.run
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path to pg_catalog
 as $$
 #variable_conflict use_column
 declare
   the_run throughline.run;
 begin
+  perform throughline.check_run_scope(cancel_run.token);
   select r.* into the_run from throughline.run r where r.token = cancel_run.token for no key update;
   if the_run.token is null then
     raise exception 'Provided token % does not exist.', cancel_run.token using errcode = 'TL404';
@@ -984,7 +986,7 @@ Cancels every step of the run that has not ended (PENDING or TIMED_OUT), with th
 ended keep their status. Cancelling an ended run changes nothing. Unknown token: TL404.$$;
 
 create function throughline.retry_step(step_id bigint, reason text default null) returns throughline.run
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path to pg_catalog
 as $$
 #variable_conflict use_column
@@ -998,6 +1000,7 @@ begin
   if s.id is null then
     raise exception 'step % does not exist', retry_step.step_id using errcode = 'TL404';
   end if;
+  perform throughline.check_run_scope(s.token);
   if s.status not in ('FAILED', 'CANCELLED') then
     raise exception 'step % of run % is %; only FAILED or CANCELLED steps can be retried', s.step, s.token, s.status
       using errcode = 'TL409';
@@ -1058,7 +1061,15 @@ failed or been cancelled, or while another run of the same subject is pending.$$
 -- runs. Each function takes the point in time it works to (default now()), so it can be driven by a
 -- scheduler or a test, and is safe to run from many instances at once (SKIP LOCKED, fenced updates).
 
-create function throughline.reclaim_expired_leases(at timestamptz default now(), max_steps integer default 100)
+-- Lost doorbells. A job can be taken by a worker that never gets to begin the step: Postgres
+-- restarted between Graphile Worker’s claim and our begin_step, and Graphile Worker could not record
+-- the failure either, so the job stays locked for its 4 hours and the step, ready but never claimed,
+-- has no lease of ours to expire. Jobs are now keyed by (step, attempt), and the lease sweep also
+-- rings again for a ready step that nobody claimed within lost_after while its job is missing or
+-- locked for longer than that (a live worker begins a step milliseconds after taking its job).
+
+create function throughline.reclaim_expired_leases(at timestamptz default now(), max_steps integer default 100,
+                                                              lost_after interval default interval '30 seconds')
 returns integer
 language plpgsql volatile
 set search_path to pg_catalog
@@ -1095,14 +1106,37 @@ begin
     end if;
     reclaimed := reclaimed + 1;
   end loop;
+
+  -- Lost doorbells: ready, unclaimed, and no live job for the current attempt.
+  for candidate in
+    select t.id, t.token, t.attempt from throughline.step t
+    where t.status in ('PENDING', 'TIMED_OUT') and t.locked_by is null
+      and t.ready_at < reclaim_expired_leases.at - reclaim_expired_leases.lost_after
+      and not exists (
+        select 1 from graphile_worker.jobs j
+        where j.key = format('throughline:step:%s:%s', t.id, t.attempt)
+          and (j.locked_at is null or j.locked_at > reclaim_expired_leases.at - reclaim_expired_leases.lost_after))
+    order by t.id
+    limit reclaim_expired_leases.max_steps
+  loop
+    perform 1 from throughline.run r where r.token = candidate.token for no key update skip locked;
+    continue when not found;
+    perform 1 from throughline.step t
+      where t.id = candidate.id and t.attempt = candidate.attempt and t.locked_by is null and t.status in ('PENDING', 'TIMED_OUT')
+      for update;
+    continue when not found;
+    perform throughline.enqueue_step_jobs(array[candidate.id]);
+    reclaimed := reclaimed + 1;
+  end loop;
   return reclaimed;
 end;
 $$;
-comment on function throughline.reclaim_expired_leases(timestamptz, integer) is $$
+comment on function throughline.reclaim_expired_leases(timestamptz, integer, interval) is $$
 Finds attempts whose lease expired before `at` (their worker stopped heartbeating: crashed, killed,
 partitioned) and gives the step its next attempt at once, or FAILS it when no attempts remain. The
 dead attempt can no longer write: its attempt number is no longer current. Returns how many were
-reclaimed (at most max_steps per call).$$;
+reclaimed (at most max_steps per call). Also enqueues again a ready step that no worker claimed
+within lost_after while its job is missing or locked that long (a lost doorbell); such steps count too.$$;
 
 create function throughline.time_out_steps(at timestamptz default now(), max_steps integer default 1000)
 returns integer
@@ -1511,6 +1545,44 @@ comment on function throughline.changes_after(text, uuid, text, text) is $$
 Internal (GraphQL subscriptions): every event committed after the cursor `after`, optionally only of
 one run, workflow or subject, in transition order, each with its transaction id, workflow and
 subject; and the cursor to pass next time.$$;
+
+-- Relation names in GraphQL. The foreign keys are named after their columns (token, workflow), which
+-- PostGraphile cannot shorten by itself (it would say stepsByToken, workflowByWorkflow).
+comment on constraint step_token_fkey on throughline.step is $$
+@fieldName run
+@foreignFieldName steps
+
+Every step belongs to one run; its steps are deleted with it.$$;
+comment on constraint step_parent_step_id_fkey on throughline.step is $$
+@fieldName parentStep
+@foreignFieldName childSteps
+
+The hyades tree: a step hangs under its first dependency.$$;
+comment on constraint run_workflow_fkey on throughline.run is $$
+@fieldName definition
+@foreignFieldName runs
+
+The workflow definition a run executes.$$;
+comment on constraint workflow_step_workflow_fkey on throughline.workflow_step is $$
+@fieldName definition
+@foreignFieldName steps
+
+The workflow a step definition belongs to.$$;
+comment on constraint event_token_fkey on throughline.event is $$
+@fieldName run
+@foreignFieldName events
+
+The run whose transition an event records.$$;
+comment on constraint step_attempt_step_id_fkey on throughline.step_attempt is $$
+@fieldName step
+@foreignFieldName attempts
+
+The step an attempt ran.$$;
+comment on constraint step_retry_step_id_fkey on throughline.step_retry is $$
+@fieldName step
+@foreignFieldName retries
+
+The step a retry reopened.$$;
 
 --! split: 810-webhooks.sql
 -- Webhook notifications: persist first, then notify (anchors §2, StackRox #21225), through a
@@ -2048,3 +2120,342 @@ comment on function throughline.end_webhook_delivery_attempt(bigint, integer, bo
 Internal: records how an attempt ended. Delivered: the delivery is DELIVERED. Failed with attempts
 left: it stays PENDING and its next attempt is enqueued after the backoff. Otherwise FAILED. Returns
 the new state, or STALE (changing nothing) for an attempt that is not the current one.$$;
+
+-- Webhooks, continued (the outbox, tables and delivery functions are in committed migration 000001,
+-- split 810-webhooks.sql). Idempotent: this file re-runs on every change while developing.
+
+-- A doorbell can go missing: a worker that claimed an attempt and then could not record its result
+-- (a database error) leaves the delivery PENDING with no job to ring it again. The data is safe (the
+-- delivery row is committed); this sweep makes sure it is also eventually sent.
+create or replace function throughline.resume_webhook_deliveries(
+  stale_after interval default interval '5 minutes',
+  max_deliveries integer default 1000
+) returns integer
+language plpgsql volatile
+set search_path to pg_catalog
+as $$
+#variable_conflict use_column
+declare
+  ids bigint[];
+begin
+  select array_agg(due.id) into ids from (
+    select d.id from throughline.webhook_delivery d
+    where d.state = 'PENDING'
+      and d.next_attempt_at < now() - resume_webhook_deliveries.stale_after
+      and (d.locked_until is null or d.locked_until < now())
+      -- Its webhook’s queue holds no live job (queued, waiting for a retry, or running): nothing will
+      -- ring. Jobs that exhausted their attempts stay in the view; they ring no more.
+      and not exists (select 1 from graphile_worker.jobs j
+                      where j.queue_name = 'throughline_webhook:' || d.webhook_id and j.attempts < j.max_attempts)
+    order by d.next_attempt_at
+    limit resume_webhook_deliveries.max_deliveries
+    for update of d skip locked
+  ) due;
+  perform throughline.enqueue_webhook_deliveries(ids);
+  return coalesce(cardinality(ids), 0);
+end;
+$$;
+comment on function throughline.resume_webhook_deliveries(interval, integer) is $$
+@behavior -*
+
+Maintenance: enqueues a job again for each PENDING delivery that has been due for longer than
+stale_after while no attempt is running and its webhook’s queue holds no job, so a lost doorbell
+(a worker that could not record an attempt) never leaves a delivery unsent. Returns how many.$$;
+
+--! split: 820-access_control.sql
+-- Access control, enforced by Postgres so that SQL, GraphQL and REST agree.
+--
+-- Clients present an API key. The server authenticates it (throughline.authenticate_api_key) and runs
+-- the request as one of three roles, with the key’s scope in two transaction settings:
+--   throughline_reader     reads runs, steps, events and workflows
+--   throughline_submitter  + starts and cancels runs
+--   throughline_admin      + retries steps, manages API keys and webhooks
+--   throughline.api_key_id   the key’s id
+--   throughline.key_subjects the subjects (projects) the key is limited to, as a text array literal;
+--                            empty for a key that sees every subject
+-- Row-level security hides the runs (and their steps, events, components, …) of other subjects.
+-- Workers and migrations connect as the schema owner, which RLS does not restrict.
+-- SQL users granted one of the roles directly, without the settings, see every subject of their role.
+
+-- Idempotent (graphile-migrate current): drop what this file creates, in reverse order.
+drop function if exists throughline.revoke_api_key(uuid);
+drop function if exists throughline.create_api_key(text, text, text[], timestamptz);
+drop function if exists throughline.authenticate_api_key(text);
+drop function if exists throughline.key_allows_subject(text);
+drop trigger if exists _050_webhook__scope on throughline.webhook;
+drop function if exists throughline.tg_webhook__scope();
+drop trigger if exists _050_run__scope on throughline.run;
+drop function if exists throughline.tg_run__scope();
+drop table if exists throughline.api_key;
+
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'throughline_reader') then
+    create role throughline_reader nologin;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'throughline_submitter') then
+    create role throughline_submitter nologin;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'throughline_admin') then
+    create role throughline_admin nologin;
+  end if;
+end
+$$;
+comment on role throughline_reader is 'Throughline API role: reads runs, steps, events and workflows (within its key’s subjects).';
+comment on role throughline_submitter is 'Throughline API role: a reader that may also start and cancel runs.';
+comment on role throughline_admin is 'Throughline API role: a submitter that may also retry steps and manage API keys and webhooks.';
+
+-- Each role includes the one below it.
+grant throughline_reader to throughline_submitter;
+grant throughline_submitter to throughline_admin;
+
+-- The server connects as the schema owner and switches to these roles per request.
+do $$
+begin
+  execute format('grant throughline_admin to %I', current_user);
+exception when others then
+  raise warning 'could not grant throughline_admin to %: %; grant it so the server can switch roles', current_user, sqlerrm;
+end
+$$;
+
+create table throughline.api_key (
+  id uuid primary key default gen_random_uuid(),
+  name text not null check (length(name) between 1 and 200),
+  role text not null check (role in ('reader', 'submitter', 'admin')),
+  subjects text[] check (subjects is null or cardinality(subjects) > 0),
+  key_hash text not null unique,
+  key_prefix text not null,
+  created_at timestamptz not null default now(),
+  created_by text not null default session_user,
+  expires_at timestamptz,
+  revoked_at timestamptz
+);
+comment on table throughline.api_key is $$
+@behavior -insert -update -delete
+
+API keys. Only a SHA-256 hash of each key is stored; the key itself is shown once, by create_api_key.$$;
+comment on column throughline.api_key.id is 'Key identity.';
+comment on column throughline.api_key.name is 'What the key is for, e.g. the CI pipeline that uses it.';
+comment on column throughline.api_key.role is 'reader, submitter or admin.';
+comment on column throughline.api_key.subjects is 'The subjects (projects) the key may see and act on; NULL for all.';
+comment on column throughline.api_key.key_hash is 'SHA-256 of the key (hex).';
+comment on column throughline.api_key.key_prefix is 'The first characters of the key, to recognise it in listings.';
+comment on column throughline.api_key.created_at is 'When the key was created.';
+comment on column throughline.api_key.created_by is 'The database user that created it.';
+comment on column throughline.api_key.expires_at is 'After this the key no longer authenticates; NULL: never.';
+comment on column throughline.api_key.revoked_at is 'When the key was revoked; a revoked key no longer authenticates.';
+
+create function throughline.create_api_key(name text, role text, subjects text[] default null, expires_at timestamptz default null)
+returns table (id uuid, api_key text)
+language plpgsql volatile security definer
+set search_path to pg_catalog
+as $$
+#variable_conflict use_column
+declare
+  new_key text := 'tl_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+  new_id uuid;
+begin
+  if create_api_key.role is null or create_api_key.role not in ('reader', 'submitter', 'admin') then
+    raise exception 'role must be reader, submitter or admin, got %', coalesce(create_api_key.role, 'null') using errcode = 'TL422';
+  end if;
+  if create_api_key.subjects is not null and (cardinality(create_api_key.subjects) = 0
+      or exists (select 1 from unnest(create_api_key.subjects) s where s is null or length(s) not between 1 and 256)) then
+    raise exception 'subjects must be NULL (all) or a non-empty list of 1 to 256 character names' using errcode = 'TL422';
+  end if;
+  -- A key scoped to subjects can only be made by a key that sees those subjects.
+  if coalesce(current_setting('throughline.key_subjects', true), '') <> ''
+     and (create_api_key.subjects is null
+          or not create_api_key.subjects <@ current_setting('throughline.key_subjects', true)::text[]) then
+    raise exception 'a key limited to some subjects cannot create a key for others' using errcode = 'TL403';
+  end if;
+  insert into throughline.api_key (name, role, subjects, key_hash, key_prefix, expires_at)
+    values (create_api_key.name, create_api_key.role, create_api_key.subjects,
+            encode(sha256(convert_to(new_key, 'UTF8')), 'hex'), left(new_key, 10), create_api_key.expires_at)
+    returning throughline.api_key.id into new_id;
+  return query select new_id, new_key;
+end;
+$$;
+comment on function throughline.create_api_key(text, text, text[], timestamptz) is $$
+Creates an API key with a role (reader, submitter, admin), optionally limited to some subjects
+(projects) and with an expiry. Returns the key — the only time it is shown; only its hash is kept.$$;
+
+create function throughline.revoke_api_key(id uuid) returns boolean
+language sql volatile security definer
+set search_path to pg_catalog
+begin atomic
+  update throughline.api_key k set revoked_at = now() where k.id = revoke_api_key.id and k.revoked_at is null
+    returning true;
+end;
+comment on function throughline.revoke_api_key(uuid) is 'Revokes an API key; it stops authenticating at once (servers may cache a key for a few seconds).';
+
+create function throughline.authenticate_api_key(api_key text)
+returns table (key_id uuid, role text, subjects text[])
+language sql stable security definer
+set search_path to pg_catalog
+begin atomic
+  select k.id, k.role, k.subjects from throughline.api_key k
+  where k.key_hash = encode(sha256(convert_to(authenticate_api_key.api_key, 'UTF8')), 'hex')
+    and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+end;
+comment on function throughline.authenticate_api_key(text) is $$
+@behavior -*
+
+For the server: the key’s id, role and subjects if the key is valid (not revoked, not expired); no row otherwise.$$;
+
+create function throughline.key_allows_subject(subject text) returns boolean
+language sql stable parallel safe
+set search_path to pg_catalog
+return coalesce(current_setting('throughline.key_subjects', true), '') = ''
+    or key_allows_subject.subject = any (current_setting('throughline.key_subjects', true)::text[]);
+comment on function throughline.key_allows_subject(text) is $$
+@behavior -*
+
+True when the current API key may see the subject: a key without a subject list sees all.$$;
+
+-- Writes through the SECURITY DEFINER API functions run as the owner, so the scope of a new run is
+-- checked here, where it holds for every path.
+create function throughline.tg_run__scope() returns trigger
+language plpgsql volatile
+set search_path to pg_catalog
+as $$
+begin
+  if not throughline.key_allows_subject(new.subject) then
+    raise exception 'this API key may not start runs for subject %', coalesce(new.subject, '(none)') using errcode = 'TL403';
+  end if;
+  return new;
+end;
+$$;
+comment on function throughline.tg_run__scope() is $$
+@behavior -*
+
+Trigger: refuses a run whose subject the current API key may not act on.$$;
+create trigger _050_run__scope before insert on throughline.run
+  for each row execute function throughline.tg_run__scope();
+
+create or replace function throughline.check_run_scope(token uuid) returns void
+language plpgsql stable
+set search_path to pg_catalog
+as $$
+#variable_conflict use_column
+begin
+  if exists (select 1 from throughline.run r where r.token = check_run_scope.token
+             and not throughline.key_allows_subject(r.subject)) then
+    -- Same answer as for a token that does not exist: a scoped key learns nothing of other subjects.
+    raise exception 'Provided token % does not exist.', check_run_scope.token using errcode = 'TL404';
+  end if;
+end;
+$$;
+comment on function throughline.check_run_scope(uuid) is $$
+@behavior -*
+
+Internal: raises “does not exist” when the current API key may not see the run.$$;
+
+
+-- The API functions run as the owner (they write rows the roles cannot), after checking scope:
+-- start_run through the run trigger above; cancel_run and retry_step call check_run_scope first
+-- (320-run_control.sql).
+
+-- Row-level security: the roles see only rows of subjects their key allows. The owner is exempt.
+alter table throughline.run enable row level security;
+alter table throughline.step enable row level security;
+alter table throughline.event enable row level security;
+alter table throughline.step_attempt enable row level security;
+alter table throughline.step_retry enable row level security;
+alter table throughline.component enable row level security;
+alter table throughline.project_metrics enable row level security;
+alter table throughline.workflow enable row level security;
+alter table throughline.workflow_step enable row level security;
+alter table throughline.api_key enable row level security;
+
+drop policy if exists select_in_scope on throughline.run;
+create policy select_in_scope on throughline.run for select using (throughline.key_allows_subject(subject));
+drop policy if exists select_in_scope on throughline.step;
+create policy select_in_scope on throughline.step for select
+  using (exists (select 1 from throughline.run r where r.token = step.token));
+drop policy if exists select_in_scope on throughline.event;
+create policy select_in_scope on throughline.event for select
+  using (exists (select 1 from throughline.run r where r.token = event.token));
+drop policy if exists select_in_scope on throughline.step_attempt;
+create policy select_in_scope on throughline.step_attempt for select
+  using (exists (select 1 from throughline.run r where r.token = step_attempt.token));
+drop policy if exists select_in_scope on throughline.step_retry;
+create policy select_in_scope on throughline.step_retry for select
+  using (exists (select 1 from throughline.run r where r.token = step_retry.token));
+drop policy if exists select_in_scope on throughline.component;
+create policy select_in_scope on throughline.component for select using (throughline.key_allows_subject(project));
+drop policy if exists select_in_scope on throughline.project_metrics;
+create policy select_in_scope on throughline.project_metrics for select using (throughline.key_allows_subject(project));
+drop policy if exists select_all on throughline.workflow;
+create policy select_all on throughline.workflow for select using (true);
+drop policy if exists select_all on throughline.workflow_step;
+create policy select_all on throughline.workflow_step for select using (true);
+drop policy if exists select_all on throughline.api_key;
+create policy select_all on throughline.api_key for select using (true);
+
+-- The hyades view must apply the caller’s RLS, not its owner’s.
+alter view throughline.workflow_state set (security_invoker = true);
+
+-- Grants: nothing by default, then what each role needs. Functions are executable by PUBLIC unless revoked.
+revoke all on all functions in schema throughline from public;
+grant usage on schema throughline to throughline_reader;
+grant select on throughline.run, throughline.step, throughline.event, throughline.step_attempt, throughline.step_retry,
+  throughline.workflow, throughline.workflow_step, throughline.workflow_state, throughline.component,
+  throughline.project_metrics to throughline_reader;
+grant execute on function throughline.is_processing(uuid), throughline.current_cursor(), throughline.events_after(text, uuid),
+  throughline.key_allows_subject(text), throughline.is_open_status(text) to throughline_reader;
+grant execute on function throughline.start_run(text, jsonb, text, jsonb, uuid), throughline.cancel_run(uuid, text)
+  to throughline_submitter;
+grant execute on function throughline.retry_step(bigint, text), throughline.create_api_key(text, text, text[], timestamptz),
+  throughline.revoke_api_key(uuid) to throughline_admin;
+grant select (id, name, role, subjects, key_prefix, created_at, created_by, expires_at, revoked_at) on throughline.api_key
+  to throughline_admin;
+
+-- Webhooks (810-webhooks.sql): managed by admins. Their secrets never leave the database through the
+-- roles; a key limited to some subjects may only hook runs of those subjects.
+create function throughline.tg_webhook__scope() returns trigger
+language plpgsql volatile
+set search_path to pg_catalog
+as $$
+begin
+  if coalesce(current_setting('throughline.key_subjects', true), '') <> ''
+     and (new.subject is null or not throughline.key_allows_subject(new.subject)) then
+    raise exception 'a key limited to some subjects may only create webhooks for one of them' using errcode = 'TL403';
+  end if;
+  return new;
+end;
+$$;
+comment on function throughline.tg_webhook__scope() is $$
+@behavior -*
+
+Trigger: a webhook made with a subject-limited key must name one of its subjects.$$;
+create trigger _050_webhook__scope before insert or update on throughline.webhook
+  for each row execute function throughline.tg_webhook__scope();
+
+alter function throughline.create_webhook(text, text[], text, text, text, boolean, text, interval, integer, interval, numeric, interval) security definer;
+alter function throughline.delete_webhook(bigint) security definer;
+alter function throughline.set_webhook_enabled(bigint, boolean) security definer;
+alter table throughline.webhook enable row level security;
+alter table throughline.webhook_delivery enable row level security;
+alter table throughline.webhook_delivery_attempt enable row level security;
+drop policy if exists select_in_scope on throughline.webhook;
+create policy select_in_scope on throughline.webhook for select
+  using (subject is null and coalesce(current_setting('throughline.key_subjects', true), '') = ''
+         or throughline.key_allows_subject(subject));
+drop policy if exists select_in_scope on throughline.webhook_delivery;
+create policy select_in_scope on throughline.webhook_delivery for select
+  using (exists (select 1 from throughline.webhook w where w.id = webhook_delivery.webhook_id));
+drop policy if exists select_in_scope on throughline.webhook_delivery_attempt;
+create policy select_in_scope on throughline.webhook_delivery_attempt for select
+  using (exists (select 1 from throughline.webhook_delivery d where d.id = webhook_delivery_attempt.delivery_id));
+grant select (id, url, events, workflow, subject, enabled, description, timeout, max_attempts, backoff_initial,
+              backoff_factor, backoff_max, created_at, updated_at) on throughline.webhook to throughline_admin;
+grant select on throughline.webhook_delivery, throughline.webhook_delivery_attempt to throughline_admin;
+grant execute on function
+  throughline.create_webhook(text, text[], text, text, text, boolean, text, interval, integer, interval, numeric, interval),
+  throughline.delete_webhook(bigint), throughline.set_webhook_enabled(bigint, boolean), throughline.webhook_events()
+  to throughline_admin;
+
+-- The GraphQL API’s own functions (800-graphql_api.sql): search_runs reads as its caller, so RLS
+-- applies; runs_snapshot and changes_after are read by the server’s change hub as the owner, which
+-- applies the key’s scope itself (server/changes/changeHub.ts).
+grant execute on function throughline.search_runs(text, text, text, jsonb, timestamptz, timestamptz) to throughline_reader;
