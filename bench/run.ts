@@ -81,7 +81,7 @@ async function main() {
     pgbench?: PgbenchResult; a: ThroughputResult[]; b: LatencyResult[]; rssMb?: number; statements?: StatementRow[]; statementsB?: StatementRow[]; waits?: { samples: number; top: WaitSample[] };
   } = { a: [], b: [] };
   try {
-    await warmUp(pool, 20);
+    await Promise.race([warmUp(pool, 20), worker.exited]);
     say(`worker pid ${worker.pid} (${workerRoot === projectRoot ? "this checkout" : workerRoot}) warmed up`);
 
     if (pgbenchSeconds > 0) {

@@ -58,8 +58,10 @@ export interface ThroughputResult {
   /** Committed transactions in the bench database per run (pg_stat_database.xact_commit delta,
    *  less the bench's own status reads and completion polls). */
   xactPerRun: number;
-  /** Status reads done while the burst ran (C, SQL interface): latencies in ms. */
-  reads: number[];
+  /** Status reads done while the burst ran (C), latencies in ms, by interface (SQL, GraphQL, REST). */
+  reads: Record<string, number[]>;
+  /** Read errors by interface (a failed read is not timed). */
+  readErrors: Record<string, number>;
 }
 
 async function xactCommit(db: pg.Pool): Promise<number> {
@@ -78,34 +80,42 @@ export const statusReadSql = `select throughline.is_processing($1::uuid) as proc
  * to the last run's completed_at. Meanwhile, a reader does status reads of random started runs.
  */
 export async function throughput(opts: {
-  pool: pg.Pool; pgPid: number; workerPid: number; runs: number; batch: number; label: string; reader: boolean; timeoutMs?: number;
-}): Promise<ThroughputResult> {
+  pool: pg.Pool; pgPid: number; workerPid: number; runs: number; batch: number; label: string;
+  /** Interfaces to read the status through, taken in turn by ONE reader loop (C). */
+  readers?: { name: string; read(token: string): Promise<void> }[];
+  /** Pause between two reads, ms (default 10). */
+  readPauseMs?: number;
+  timeoutMs?: number;
+  /** Extra processes whose CPU over the burst to report (pid by name). */
+  cpuOf?: Record<string, number>;
+}): Promise<ThroughputResult & { cpuMsPerRun: Record<string, number> }> {
   const { pool, runs, batch, label } = opts;
   await sleep(1100); // let earlier statistics reach pg_stat_database (backends flush at most once a second)
   const xact0 = await xactCommit(pool);
   const pgCpu0 = treeCpuMs(opts.pgPid);
   const workerCpu0 = cpuMs(opts.workerPid);
+  const extraCpu0 = Object.fromEntries(Object.entries(opts.cpuOf ?? {}).map(([k, pid]) => [k, cpuMs(pid)]));
   const t0: Date = (await pool.query("select clock_timestamp() as t")).rows[0].t;
 
   const tokens: string[] = [];
-  const reads: number[] = [];
+  const readers = opts.readers ?? [];
+  const reads: Record<string, number[]> = Object.fromEntries(readers.map((r) => [r.name, []]));
+  const readErrors: Record<string, number> = Object.fromEntries(readers.map((r) => [r.name, 0]));
   let enqueuing = true;
   let burstDone = false;
-  const reader = opts.reader ? (async () => {
-    const client = new pg.Client({ connectionString: (pool.options as { connectionString: string }).connectionString });
-    await client.connect();
-    await client.query({ name: "status", text: statusReadSql, values: ["00000000-0000-0000-0000-000000000000"] });
-    try {
-      while (!burstDone) {
-        if (tokens.length === 0) { await sleep(5); continue; }
-        const token = tokens[Math.floor(Math.random() * tokens.length)];
-        const t = performance.now();
-        await client.query({ name: "status", text: statusReadSql, values: [token] });
-        reads.push(performance.now() - t);
-        await sleep(10); // a poller, not a flood: about 80 reads/s at most
+  const reader = readers.length ? (async () => {
+    for (let i = 0; !burstDone; i++) {
+      if (tokens.length === 0) { await sleep(5); i--; continue; }
+      const r = readers[i % readers.length];
+      const token = tokens[Math.floor(Math.random() * tokens.length)];
+      const t = performance.now();
+      try {
+        await r.read(token);
+        reads[r.name].push(performance.now() - t);
+      } catch (e) {
+        if (readErrors[r.name]++ === 0) process.stderr.write(`bench: ${r.name} read failed: ${(e as Error).message}\n`);
       }
-    } finally {
-      await client.end();
+      await sleep(opts.readPauseMs ?? 10); // a poller, not a flood: well under 100 reads/s
     }
   })() : Promise.resolve();
 
@@ -125,6 +135,7 @@ export async function throughput(opts: {
     if (!ended.lastEnded) throw new Error(`A: ${ended.open} of ${runs} runs still open after the timeout`);
     const pgCpu1 = treeCpuMs(opts.pgPid);
     const workerCpu1 = cpuMs(opts.workerPid);
+    const cpuMsPerRun = Object.fromEntries(Object.entries(opts.cpuOf ?? {}).map(([k, pid]) => [k, (cpuMs(pid) - extraCpu0[k]) / runs]));
     await reader;
     await sleep(1100);
     const xact1 = await xactCommit(pool);
@@ -140,10 +151,13 @@ export async function throughput(opts: {
       failed: rows[0].failed,
       pgCpuMsPerRun: (pgCpu1 - pgCpu0) / runs,
       workerCpuMsPerRun: (workerCpu1 - workerCpu0) / runs,
-      // Not ours to count: the status reads (C) and our completion polls, one transaction each;
-      // the 2 statements around them (clock_timestamp, the failed count) are within noise.
-      xactPerRun: (xact1 - xact0 - reads.length - ended.polls) / runs,
+      // Not ours to count: the status reads (C: one transaction each, on every interface; the API
+      // key check is cached by the server) and our completion polls, one transaction each; the 2
+      // statements around them (clock_timestamp, the failed count) are within noise.
+      xactPerRun: (xact1 - xact0 - Object.values(reads).reduce((n, l) => n + l.length, 0) - ended.polls) / runs,
       reads,
+      readErrors,
+      cpuMsPerRun,
     };
   } finally {
     burstDone = true;

@@ -7,6 +7,8 @@ import path from "node:path";
 export interface WorkerProcess {
   pid: number;
   root: string;
+  /** Rejects when the process exits (use in a race: a worker that dies fails the bench at once). */
+  exited: Promise<never>;
   /** The last lines it wrote to stderr/stdout (warnings and errors only, LOG_LEVEL=warn). */
   output(): string;
   stop(): Promise<void>;
@@ -30,11 +32,18 @@ export function spawnWorker(opts: { databaseUrl: string; root: string; concurren
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  let stopping = false;
+  const died = exited.then(() => {
+    throw new Error(stopping ? "worker stopped" : `worker exited with code ${child.exitCode}:\n${recent}`);
+  });
+  died.catch(() => {});
   return {
     pid: child.pid!,
     root: opts.root,
+    exited: died,
     output: () => recent,
     async stop() {
+      stopping = true;
       if (child.exitCode !== null) return;
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
