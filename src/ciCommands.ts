@@ -169,13 +169,186 @@ function stepTable(steps: StepState[]): string {
 export interface WaitOptions {
   /** Give up (exit 6) after this many seconds; none by default. */
   timeoutSeconds?: number;
-  /** Seconds between polls (default 1). */
+  /** Seconds between polls when polling (default 1); the live line is redrawn at least this often. */
   intervalSeconds?: number;
   /** With a step TIMED_OUT, give up (exit 5) after this many seconds without any step changing (default 60). */
   stallSeconds?: number;
   json?: boolean;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Following a run over the GraphQL subscription runChanges (server/plugins/RunChangesSubscriptionPlugin.ts)
+
+const runChangesQuery = `subscription($token: UUID!, $after: String) {
+  runChanges(token: $token, after: $after) {
+    cursor
+    runs { steps { id step status startedAt updatedAt failureReason } }
+    events { stepId kind toStatus reason at }
+  }
+}`;
+
+interface RunChangesMessage {
+  cursor: string;
+  runs: { steps: { id: string; step: string; status: string; startedAt: string | null; updatedAt: string; failureReason: string | null }[] }[] | null;
+  events: { stepId: string | null; kind: string; toStatus: string | null; reason: string | null; at: string }[];
+}
+
+/** What the socket said: a message, "this token does not exist", or that it cannot be used any more. */
+type SocketEvent = { kind: "message"; message: RunChangesMessage } | { kind: "unknownToken" } | { kind: "broken"; reason: string };
+
+interface RunSocket {
+  /** The next event, or undefined when nothing came within timeoutMs. */
+  next(timeoutMs: number): Promise<SocketEvent | undefined>;
+  close(): Promise<void>;
+}
+
+const describeFailure = (e: unknown): string => {
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === "object" && "code" in e) {
+    const { code, reason } = e as { code: number; reason?: string };
+    return `socket closed (${code}${reason ? `: ${reason}` : ""})`;
+  }
+  return String(e);
+};
+
+/**
+ * Subscribes to runChanges(token, after) over graphql-ws at THROUGHLINE_URL's /graphql, with the API
+ * key in the connection params. A string instead of a socket: why the subscription cannot be used.
+ */
+async function openRunSocket(client: Client, apiKey: string | undefined, token: string, after: string | undefined): Promise<RunSocket | string> {
+  // graphql-ws is loaded only here: without it, wait still works by polling.
+  let graphqlWs: typeof import("graphql-ws");
+  let WebSocketImpl: typeof import("ws").default;
+  try {
+    graphqlWs = await import("graphql-ws");
+    WebSocketImpl = (await import("ws")).default;
+  } catch (e) {
+    return `no WebSocket client: ${(e as Error).message}`;
+  }
+  class HandshakeBoundWebSocket extends WebSocketImpl {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { handshakeTimeout: 10_000 });
+    }
+  }
+  const queue: SocketEvent[] = [];
+  let waiter: ((e: SocketEvent | undefined) => void) | undefined;
+  const push = (e: SocketEvent) => {
+    if (waiter) {
+      const w = waiter;
+      waiter = undefined;
+      w(e);
+    } else queue.push(e);
+  };
+  const errorsEvent = (errors: readonly { message: string; extensions?: Record<string, unknown> }[]): SocketEvent =>
+    errors.some((e) => e.extensions?.code === "TL404" || e.message === `Provided token ${token} does not exist.`)
+      ? { kind: "unknownToken" }
+      : { kind: "broken", reason: errors.map((e) => e.message).join("; ") };
+
+  // A connection that stops answering pings is closed (then resumed or polled), not waited on forever.
+  let socket: import("ws").default | undefined;
+  let pongTimer: NodeJS.Timeout | undefined;
+  const ws = graphqlWs.createClient({
+    url: client.base.replace(/^http/, "ws") + "/graphql",
+    webSocketImpl: HandshakeBoundWebSocket,
+    connectionParams: apiKey ? { "X-Api-Key": apiKey } : {},
+    retryAttempts: 0,
+    connectionAckWaitTimeout: 10_000,
+    keepAlive: 15_000,
+    on: {
+      connected: (s) => (socket = s as import("ws").default),
+      ping: (received) => {
+        if (!received) pongTimer = setTimeout(() => socket?.close(4408, "no pong"), 10_000);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(pongTimer);
+      },
+      closed: () => clearTimeout(pongTimer),
+    },
+  });
+  const unsubscribe = ws.subscribe<{ runChanges: RunChangesMessage }>({ query: runChangesQuery, variables: { token, after: after ?? null } }, {
+    next: (result) => {
+      if (result.errors?.length) push(errorsEvent(result.errors));
+      else if (result.data?.runChanges) push({ kind: "message", message: result.data.runChanges });
+    },
+    error: (e) => push(Array.isArray(e) ? errorsEvent(e) : { kind: "broken", reason: describeFailure(e) }),
+    complete: () => push({ kind: "broken", reason: "the server ended the subscription" }),
+  });
+  return {
+    next(timeoutMs) {
+      if (queue.length) return Promise.resolve(queue.shift());
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          waiter = undefined;
+          resolve(undefined);
+        }, timeoutMs);
+        waiter = (e) => {
+          clearTimeout(timer);
+          resolve(e);
+        };
+      });
+    },
+    async close() {
+      clearTimeout(pongTimer);
+      unsubscribe();
+      await ws.dispose();
+    },
+  };
+}
+
+/** The steps of a run as its subscription messages describe them (for progress; see ciWait). */
+class FollowedSteps {
+  private readonly byId = new Map<string, { step: string; status: string; startedAt?: number; updatedAt: number; failureReason?: string }>();
+  private readonly token: string;
+  constructor(token: string) {
+    this.token = token;
+  }
+
+  apply(message: RunChangesMessage): void {
+    if (message.runs) {
+      this.byId.clear();
+      for (const s of message.runs[0]?.steps ?? []) {
+        this.byId.set(s.id, {
+          step: s.step, status: s.status, startedAt: s.startedAt ? Date.parse(s.startedAt) : undefined,
+          updatedAt: Date.parse(s.updatedAt), failureReason: s.failureReason ?? undefined,
+        });
+      }
+    }
+    for (const e of message.events) {
+      const s = e.stepId ? this.byId.get(e.stepId) : undefined;
+      if (!s) continue;
+      const at = Date.parse(e.at);
+      s.updatedAt = at;
+      if (e.kind === "STEP_STATUS" && e.toStatus) {
+        s.status = e.toStatus;
+        // An event's reason is the failure reason for FAILED, else a status note that REST does not show.
+        s.failureReason = e.toStatus === "FAILED" ? (e.reason ?? undefined) : undefined;
+      } else if (e.kind === "STEP_STARTED") {
+        s.startedAt = at;
+      }
+    }
+  }
+
+  /** In the shape (and key order) of the REST status route. */
+  states(): StepState[] {
+    return [...this.byId.values()].map((s) => ({
+      token: this.token, step: s.step, status: s.status,
+      ...(s.startedAt !== undefined ? { startedAt: s.startedAt } : {}),
+      updatedAt: s.updatedAt,
+      ...(s.failureReason !== undefined ? { failureReason: s.failureReason } : {}),
+    }));
+  }
+}
+
+/** Resumptions with the last cursor after the socket dropped, before polling instead. */
+const maxResumes = 5;
+
+/**
+ * Waits for a run to end. It follows the run over the GraphQL subscription runChanges; when the
+ * WebSocket cannot be opened it polls the REST status route instead, and when the socket drops it
+ * subscribes again from the last cursor it received (nothing is missed), polling if that fails too.
+ * The final answer (step table, --json) is read once from the REST status route, so it is exactly
+ * what polling would print.
+ */
 export async function ciWait(token: string, options: WaitOptions = {}, io: CiIo = defaultIo()): Promise<number> {
   if (!UUID_RE.test(token)) throw new CiUsageError(`not a token (a UUID): "${token}"`);
   const client = clientFor(io);
@@ -214,9 +387,8 @@ export async function ciWait(token: string, options: WaitOptions = {}, io: CiIo 
     return code;
   };
 
-  for (;;) {
-    const steps = await fetchStatus(client, token, io);
-    if (!steps) return finish("UNKNOWN_TOKEN", undefined);
+  /** Records and prints what changed since the last look. */
+  const noteChanges = (steps: StepState[]) => {
     for (const s of steps) {
       const before = seen.get(s.step);
       if (before !== `${s.status}:${s.updatedAt}`) {
@@ -227,15 +399,92 @@ export async function ciWait(token: string, options: WaitOptions = {}, io: CiIo 
         }
       }
     }
+  };
+
+  /** One look at the steps (from a poll or a subscription message): the outcome once there is one. */
+  const observe = (steps: StepState[]): Outcome | undefined => {
+    noteChanges(steps);
     const outcome = outcomeOf(steps);
-    if (outcome) return finish(outcome, steps);
+    if (outcome) return outcome;
     if (live) {
       const line = `${summaryLine(steps)} (${fmtDuration(io.now() - started)})`;
       io.stdout.write(`\r\x1b[K${line}`);
       lastLive = line;
     }
-    if (steps.some((s) => s.status === "TIMED_OUT") && io.now() - lastChange >= stall) return finish("TIMED_OUT", steps);
-    if (io.now() >= deadline) return finish("WAIT_TIMEOUT", steps);
+    if (steps.some((s) => s.status === "TIMED_OUT") && io.now() - lastChange >= stall) return "TIMED_OUT";
+    if (io.now() >= deadline) return "WAIT_TIMEOUT";
+    return undefined;
+  };
+
+  /** The subscription saw the outcome: print the REST route's view of the steps, as polling would. */
+  const finishFollowed = async (outcome: Outcome, followed: StepState[]): Promise<number> => {
+    let timer: NodeJS.Timeout | undefined;
+    const final = await Promise.race([
+      client.get(`/api/v1/workflow/token/${encodeURIComponent(token)}/status`)
+        .then(async (res) => (res.status === 200 ? ((await res.json()) as StepState[]) : undefined))
+        .catch(() => undefined),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), 5_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    let steps = followed;
+    if (final?.length) {
+      const restOutcome = outcomeOf(final);
+      if (restOutcome) {
+        outcome = restOutcome;
+        steps = final;
+      } else if (outcome === "TIMED_OUT" || outcome === "WAIT_TIMEOUT") {
+        steps = final;
+      }
+      if (steps === final) noteChanges(final);
+    }
+    return finish(outcome, steps);
+  };
+
+  // Over the subscription.
+  const followed = new FollowedSteps(token);
+  let cursor: string | undefined;
+  for (let resumes = 0; ; resumes++) {
+    const socket = await openRunSocket(client, io.env.THROUGHLINE_API_KEY, token, cursor);
+    if (typeof socket === "string") break;
+    let received = false;
+    try {
+      for (;;) {
+        // Wake up at least every second (live line, --stall, --timeout) even when nothing changes.
+        const tick = Math.max(10, Math.min(1000, interval, stall, deadline - io.now()));
+        const event = await socket.next(tick);
+        if (event === undefined) {
+          if (!cursor) {
+            if (io.now() >= deadline) break; // not even the first message: polling answers at once
+            continue;
+          }
+          const steps = followed.states();
+          const outcome = observe(steps);
+          if (outcome) return await finishFollowed(outcome, steps);
+          continue;
+        }
+        if (event.kind === "unknownToken") return finish("UNKNOWN_TOKEN", undefined);
+        if (event.kind === "broken") break;
+        received = true;
+        followed.apply(event.message);
+        cursor = event.message.cursor;
+        const steps = followed.states();
+        const outcome = observe(steps);
+        if (outcome) return await finishFollowed(outcome, steps);
+      }
+    } finally {
+      await socket.close();
+    }
+    if (io.now() >= deadline || !cursor || (resumes > 0 && !received) || resumes >= maxResumes) break;
+    await io.sleep(200 * (resumes + 1));
+  }
+
+  // By polling the REST status route.
+  for (;;) {
+    const steps = await fetchStatus(client, token, io);
+    if (!steps) return finish("UNKNOWN_TOKEN", undefined);
+    const outcome = observe(steps);
+    if (outcome) return finish(outcome, steps);
     await io.sleep(Math.min(interval, Math.max(0, deadline - io.now())));
   }
 }
