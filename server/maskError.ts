@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { isSafeError } from "postgraphile/grafast";
 import { GraphQLError } from "postgraphile/graphql";
 import type { Logger } from "../src/log.ts";
-import { sqlErrorKinds } from "../src/db/errors.ts";
+import { sqlErrorKind } from "../src/db/errors.ts";
 
 export function makeMaskError(log: Logger): (error: GraphQLError) => GraphQLError {
   return (error) => {
@@ -19,12 +19,18 @@ export function makeMaskError(log: Logger): (error: GraphQLError) => GraphQLErro
       });
     if (!original || original instanceof GraphQLError) return error;
     if (isSafeError(original)) return like(original.message, original.extensions);
-    if (typeof original.code === "string" && original.code in sqlErrorKinds) {
+    const kind = sqlErrorKind(original.code);
+    if (kind) {
       return like(original.message, {
         code: original.code,
-        kind: sqlErrorKinds[original.code as keyof typeof sqlErrorKinds],
+        kind,
         ...(typeof original.hint === "string" && original.hint ? { hint: original.hint } : {}),
       });
+    }
+    // An argument nested so deeply that serialising it (for Postgres) overflows the stack: the
+    // client's input, not a server failure.
+    if (original instanceof RangeError && /call stack/i.test(original.message)) {
+      return like("The input is nested too deeply.", { code: "TL413", kind: "too_large" });
     }
     const errorId = randomUUID();
     log.error({ err: original, errorId, path: error.path }, "internal error in a GraphQL request (masked for the client)");

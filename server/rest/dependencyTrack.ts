@@ -74,8 +74,17 @@ const PROBLEM_TYPE = "application/problem+json";
 
 /** Lenient like java.util.UUID.fromString's callers in hyades: any case, canonical 8-4-4-4-12 form. */
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Dependency-Track's BomSubmitRequest pattern (whitespace is removed first: `base64` wraps lines). */
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * Dependency-Track's BomSubmitRequest pattern, /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
+ * checked without that regular expression: V8 runs its repeated group with a backtracking stack
+ * that overflows on a BOM of a few megabytes (a RangeError, answered 500). Whitespace is removed
+ * first (`base64` wraps lines).
+ */
+function isBase64(s: string): boolean {
+  if (s.length % 4 !== 0) return false;
+  const padding = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
+  return /^[A-Za-z0-9+/]*$/.test(s.slice(0, s.length - padding));
+}
 /** Alpine's PRINTABLE_CHARS. */
 const PRINTABLE_RE = /^[\p{L}\p{M}\p{S}\p{N}\p{P}\p{Z}]*$/u;
 const SUBJECT_MAX = 256;
@@ -118,7 +127,12 @@ function problem(status: number, title: string, detail: string): HttpError {
 /** Echo of an invalid value: whole when short, cut when long (a rejected BOM is not sent back). */
 function echo(value: unknown): string | undefined {
   if (value === undefined || value === null) return undefined;
-  const s = typeof value === "string" ? value : JSON.stringify(value);
+  let s: string;
+  try {
+    s = typeof value === "string" ? value : JSON.stringify(value);
+  } catch {
+    return "(a value nested too deeply to show)"; // JSON.stringify ran out of stack
+  }
   return s.length > 100 ? `${s.slice(0, 100)}…` : s;
 }
 
@@ -288,7 +302,7 @@ function validateUpload(input: unknown, base64: boolean): UploadRequest {
       errors.push(invalid("bom", "The BOM must be Base64 encoded", r.bom));
     } else {
       const compact = r.bom.replace(/[\s]+/g, "");
-      if (!BASE64_RE.test(compact)) errors.push(invalid("bom", "The BOM must be Base64 encoded", r.bom));
+      if (!isBase64(compact)) errors.push(invalid("bom", "The BOM must be Base64 encoded", r.bom));
       else text = bomText(Buffer.from(compact, "base64"));
     }
   } else {

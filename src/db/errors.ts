@@ -20,6 +20,20 @@ export const sqlErrorKinds = {
 
 export type ErrorKind = (typeof sqlErrorKinds)[keyof typeof sqlErrorKinds];
 
+/**
+ * What kind of mistake a SQLSTATE is, or undefined for a server-side failure. Besides our own codes:
+ * every data exception (class 22: a malformed uuid, timestamp or JSON text, \u0000 or a lone
+ * surrogate in jsonb, a number out of range) is bad input, and a program limit (class 54: JSON nested
+ * too deeply, a value too long) is input too large — the caller's to fix, never an internal error.
+ */
+export function sqlErrorKind(code: unknown): ErrorKind | undefined {
+  if (typeof code !== "string") return undefined;
+  if (Object.hasOwn(sqlErrorKinds, code)) return sqlErrorKinds[code as keyof typeof sqlErrorKinds];
+  if (code.startsWith("22")) return "invalid";
+  if (code.startsWith("54")) return "too_large";
+  return undefined;
+}
+
 export class ThroughlineError extends Error {
   readonly kind: ErrorKind;
   readonly code: string;
@@ -36,7 +50,7 @@ export class ThroughlineError extends Error {
 /** Rethrows a database error we raised on purpose as a ThroughlineError; anything else unchanged. */
 export function translateDbError(error: unknown): never {
   const e = error as DatabaseError;
-  const kind = e?.code ? sqlErrorKinds[e.code as keyof typeof sqlErrorKinds] : undefined;
+  const kind = sqlErrorKind(e?.code);
   if (kind) throw new ThroughlineError(kind, e.code!, e.message, e.hint);
   throw error;
 }
