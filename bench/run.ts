@@ -19,7 +19,7 @@ import { projectRoot } from "../src/config.ts";
 import { startBenchPostgres } from "./lib/postgres.ts";
 import { pgbenchUpdate, type PgbenchResult } from "./lib/pgbench.ts";
 import { spawnWorker } from "./lib/worker.ts";
-import { criticalPathSteps, latency, peakRssMb, stepsPerRun, throughput, warmUp, type LatencyResult, type ThroughputResult } from "./lib/measure.ts";
+import { criticalPathSteps, latency, peakRssMb, statusReadSql, stepsPerRun, throughput, warmUp, type LatencyResult, type ThroughputResult } from "./lib/measure.ts";
 import { median, percentile } from "./lib/stats.ts";
 import { sampleWaits, topStatements, type StatementRow, type WaitSample } from "./lib/profile.ts";
 import { renderTable, type Row } from "./lib/table.ts";
@@ -109,7 +109,8 @@ async function main() {
         break;
       }
       say(`A ${i + 1}/${reps}: ${runs} runs at once`);
-      const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`, reader: true });
+      const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`,
+        readers: [{ name: "SQL", read: async (token) => { await pool.query({ name: "status", text: statusReadSql, values: [token] }); } }] });
       say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run`);
       results.a.push(r);
     }
@@ -131,7 +132,7 @@ async function main() {
   const runsPerSec = med((r) => r.runsPerSec);
   const stepsPerSec = med((r) => r.stepsPerSec);
   const tps = results.pgbench?.tps;
-  const reads = results.a.flatMap((r) => r.reads);
+  const reads = results.a.flatMap((r) => r.reads.SQL ?? []);
   const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
   const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "n/a");
   const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "n/a");
