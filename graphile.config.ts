@@ -15,6 +15,7 @@ import { TrimDescriptionsPlugin } from "./server/plugins/TrimDescriptionsPlugin.
 import { Xid8ColumnsHiddenPlugin } from "./server/plugins/Xid8ColumnsHiddenPlugin.ts";
 import { PublicApiOnlyPlugin } from "./server/plugins/PublicApiOnlyPlugin.ts";
 import { RunChangesSubscriptionPlugin } from "./server/plugins/RunChangesSubscriptionPlugin.ts";
+import { defaultQueryLimits, makeQueryLimitsPlugin, type QueryLimits } from "./server/plugins/QueryLimitsPlugin.ts";
 
 export interface ThroughlinePresetOptions {
   connectionString: string;
@@ -27,6 +28,8 @@ export interface ThroughlinePresetOptions {
   maskError?: (error: GraphQLError) => GraphQLError;
   /** API keys → roles. Without it (tools such as `npx graphile`), requests act as admin. */
   authenticator?: Authenticator;
+  /** Depth and size bounds of one operation (server/plugins/QueryLimitsPlugin.ts). */
+  queryLimits?: Partial<QueryLimits>;
 }
 
 export function makeThroughlinePreset(options: ThroughlinePresetOptions): GraphileConfig.Preset {
@@ -43,6 +46,8 @@ export function makeThroughlinePreset(options: ThroughlinePresetOptions): Graphi
       TrimDescriptionsPlugin,
       // Subscription.runChanges / runsChanges: state + cursor, then every change; resumable.
       RunChangesSubscriptionPlugin,
+      // Over-deep or over-costly operations are refused before they run.
+      makeQueryLimitsPlugin({ ...defaultQueryLimits, ...options.queryLimits }),
     ],
     // The global Node interface would rename every `id` column to `rowId` and add opaque ids; our
     // identities (run token, step id) are what clients and the SQL API already use.
