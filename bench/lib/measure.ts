@@ -62,6 +62,8 @@ export interface ThroughputResult {
   reads: Record<string, number[]>;
   /** Read errors by interface (a failed read is not timed). */
   readErrors: Record<string, number>;
+  /** CPU per run of the extra processes named in cpuOf (e.g. the server), ms. */
+  cpuMsPerRun: Record<string, number>;
 }
 
 async function xactCommit(db: pg.Pool): Promise<number> {
@@ -88,7 +90,7 @@ export async function throughput(opts: {
   timeoutMs?: number;
   /** Extra processes whose CPU over the burst to report (pid by name). */
   cpuOf?: Record<string, number>;
-}): Promise<ThroughputResult & { cpuMsPerRun: Record<string, number> }> {
+}): Promise<ThroughputResult> {
   const { pool, runs, batch, label } = opts;
   await sleep(1100); // let earlier statistics reach pg_stat_database (backends flush at most once a second)
   const xact0 = await xactCommit(pool);
