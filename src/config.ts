@@ -24,6 +24,8 @@ const envSchema = z.object({
   THROUGHLINE_AUTH: z.enum(["keys", "open"]).default("keys")
     .describe("keys: every API request needs an API key. open: requests without a key act as admin (local development only)."),
   THROUGHLINE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(10),
+  THROUGHLINE_INLINE_CLAIMS: z.coerce.number().int().min(0).max(64).default(4)
+    .describe("How many of the steps a finished step made runnable its worker takes on at once, in the same transaction (0: all go through Graphile Worker jobs)."),
   THROUGHLINE_LEASE_SECONDS: seconds(30)
     .describe("A step attempt whose worker stops heartbeating is retried after this long."),
   THROUGHLINE_RECLAIM_INTERVAL_SECONDS: seconds(5)

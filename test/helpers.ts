@@ -87,6 +87,7 @@ export async function startTestWorker(pool: pg.Pool, overrides: Partial<Paramete
     config: {
       THROUGHLINE_WORKER_CONCURRENCY: 10,
       THROUGHLINE_LEASE_SECONDS: 30,
+      THROUGHLINE_INLINE_CLAIMS: 4,
       THROUGHLINE_RECLAIM_INTERVAL_SECONDS: 1,
       THROUGHLINE_MAINTENANCE_CRON: "0 0 1 1 *",
       THROUGHLINE_RETENTION_HOURS: 72,

@@ -62,7 +62,11 @@ export interface ChangeHubOptions {
   /** For the LISTEN connection, which is kept out of the pool. */
   connectionString: string;
   log: Logger;
-  /** Read even without a notification this often, in case one was lost (ms). */
+  /**
+   * Read the log this often while anyone subscribes (ms). Only run-level events send a NOTIFY (a
+   * NOTIFY in every step commit would serialise all commits: sql/current/900-inline_claims.sql), so
+   * step events reach subscribers through this poll; one cheap query per server, not per subscriber.
+   */
   pollIntervalMs?: number;
   /** Undelivered messages a subscriber may accumulate before it is ended. */
   maxQueuedMessages?: number;
@@ -217,7 +221,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
     }
   };
   await connect();
-  const poll = setInterval(wake, options.pollIntervalMs ?? 5000);
+  const poll = setInterval(wake, options.pollIntervalMs ?? 50);
   poll.unref();
 
   async function subscribe(rawTopic: ChangesTopic | string, socket?: SubscriberSocket, subjects: string[] | null = null): Promise<AsyncIterableIterator<ChangesMessage>> {

@@ -9,6 +9,8 @@ export interface ClaimedStep {
   stepId: string;
   token: string;
   step: string;
+  /** The task that runs it (tasks/<task>.ts). */
+  task: string;
   attempt: number;
   maxAttempts: number;
   workflow: string;
@@ -36,6 +38,33 @@ export async function heartbeatSteps(db: Queryable, workerId: string, steps: { s
     values: [workerId, steps.map((s) => s.stepId), steps.map((s) => s.attempt), leaseSeconds],
   });
   return new Set(rows.map((r) => r.id));
+}
+
+export interface FinishResult {
+  /** False when the attempt was no longer current: nothing changed. */
+  applied: boolean;
+  /** Steps this made runnable that the worker now holds (leased to it), to run next. */
+  claimed: ClaimedStep[];
+}
+
+/**
+ * Ends an attempt COMPLETED (with output) or NOT_APPLICABLE (with reason) and, in the same
+ * transaction, claims up to claimMax of the steps that became runnable (sql/current/900-inline_claims.sql).
+ */
+export async function finishStep(
+  db: Queryable,
+  args: { stepId: string; attempt: number; outcome: "COMPLETED" | "NOT_APPLICABLE"; output?: unknown; reason?: string;
+    workerId: string; leaseSeconds: number; claimMax: number; tasks: string[] },
+): Promise<FinishResult> {
+  const { rows } = await db.query({
+    name: "throughline/finish_step",
+    text: `select throughline.finish_step($1::bigint, $2::integer, $3::text, $4::jsonb, $5::text, $6::text,
+             make_interval(secs => $7::double precision), $8::integer, $9::text[]) as result`,
+    values: [args.stepId, args.attempt, args.outcome, args.output === undefined ? null : JSON.stringify(args.output),
+      args.reason ?? null, args.workerId, args.leaseSeconds, args.claimMax, args.tasks],
+  });
+  const result = rows[0].result as { applied: boolean; claimed: ClaimedStep[] };
+  return { applied: result.applied, claimed: result.claimed.map((c) => ({ ...c, stepId: String(c.stepId) })) };
 }
 
 export async function completeStep(db: Queryable, stepId: string, attempt: number, output: unknown): Promise<boolean> {

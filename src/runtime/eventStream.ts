@@ -23,7 +23,10 @@ export interface EventStreamOptions {
   log: Logger;
   /** Start after this cursor (default: now). */
   after?: string;
-  /** Poll even without notifications this often (ms), in case one was missed. */
+  /**
+   * Read the log this often while there are listeners (ms): only run-level events send a NOTIFY
+   * (sql/current/900-inline_claims.sql), step events arrive through this poll.
+   */
   pollIntervalMs?: number;
 }
 
@@ -95,7 +98,7 @@ export async function openEventStream(options: EventStreamOptions): Promise<Even
     }
   };
   await connect();
-  const poll = setInterval(() => void read(), options.pollIntervalMs ?? 5000);
+  const poll = setInterval(() => listeners.size > 0 && void read(), options.pollIntervalMs ?? 50);
 
   return {
     subscribe(listener) {

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { run as runGraphileWorker, parseCronItems, type Runner, type TaskList } from "graphile-worker";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import { beginStep, completeStep, failStep, heartbeatSteps, skipStep } from "../db/steps.ts";
+import { beginStep, failStep, finishStep, heartbeatSteps, type ClaimedStep } from "../db/steps.ts";
 import { purgeRuns, reclaimExpiredLeases, resumeWebhookDeliveries, timeOutSteps } from "../db/maintenance.ts";
 import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
 import { workerLogger } from "./workerLogger.ts";
@@ -21,7 +21,7 @@ export const maintenanceTaskIdentifier = "throughline_maintenance";
 
 export interface WorkerOptions {
   pool: pg.Pool;
-  config: Pick<Config, "THROUGHLINE_WORKER_CONCURRENCY" | "THROUGHLINE_LEASE_SECONDS" | "THROUGHLINE_RECLAIM_INTERVAL_SECONDS"
+  config: Pick<Config, "THROUGHLINE_WORKER_CONCURRENCY" | "THROUGHLINE_LEASE_SECONDS" | "THROUGHLINE_RECLAIM_INTERVAL_SECONDS" | "THROUGHLINE_INLINE_CLAIMS"
     | "THROUGHLINE_MAINTENANCE_CRON" | "THROUGHLINE_RETENTION_HOURS" | "THROUGHLINE_PURGE_BATCH_SIZE">;
   tasks: AnyTask[];
   log: Logger;
@@ -48,28 +48,26 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   const lease = config.THROUGHLINE_LEASE_SECONDS;
   const running = new Map<string, Running>();
 
-  const runStep = (task: AnyTask) => async (payload: unknown) => {
-    const parsed = jobPayload.safeParse(payload);
-    if (!parsed.success) {
-      // Not ours to retry: a job we did not write. Log and let Graphile Worker drop it.
-      log.error({ payload, task: task.identifier }, "ignoring a job whose payload is not {stepId, attempt}");
-      return;
-    }
-    const stepId = String(parsed.data.stepId);
-    const attempt = parsed.data.attempt;
-    const claim = await beginStep(pool, stepId, attempt, workerId, lease);
-    if (!claim) {
-      log.debug({ stepId, attempt }, "attempt no longer current or already claimed; nothing to do");
-      return;
-    }
-    const stepLog = log.child({ token: claim.token, step: claim.step, attempt });
-    const abort = new AbortController();
+  const tasksById = new Map(options.tasks.map((t) => [t.identifier, t]));
+  const taskIds = [...tasksById.keys()];
+
+  /**
+   * Runs a claimed attempt and records its end. Completing it may hand this worker the steps it made
+   * runnable (finish_step's inline claims): they run next, in parallel, each with its own lease.
+   * Returns those claims for the caller to run.
+   */
+  const execute = async (claim: ClaimedStep): Promise<ClaimedStep[]> => {
+    const { stepId, attempt } = claim;
     const key = `${stepId}:${attempt}`;
+    const abort = new AbortController();
     running.set(key, { stepId, attempt, abort });
+    const stepLog = log.child({ token: claim.token, step: claim.step, attempt });
     try {
+      const task = tasksById.get(claim.task);
       let result: unknown;
       let error: unknown;
       try {
+        if (!task) throw new TerminalError(`This worker has no task "${claim.task}" for ${claim.step}`);
         const input = task.input.safeParse(claim.input);
         if (!input.success) {
           throw new TerminalError(`Invalid run input for ${claim.step}: ${z.prettifyError(input.error)}`);
@@ -88,21 +86,59 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
       }
       // Persist first: the result and the status commit together; everything that reacts to them
       // (dependents, listeners, subscribers) hears of it only after this commit.
-      if (error === undefined && isNotApplicable(result)) {
-        const ok = await skipStep(pool, stepId, attempt, result.reason);
-        stepLog.info({ ok, reason: result.reason }, ok ? "step not applicable" : "late result refused (attempt no longer current)");
-      } else if (error === undefined) {
-        const ok = await completeStep(pool, stepId, attempt, result ?? null);
-        stepLog.info({ ok }, ok ? "step completed" : "late result refused (attempt no longer current)");
-      } else {
-        const terminal = error instanceof TerminalError;
-        const message = error instanceof Error ? error.message : String(error);
-        const outcome = await failStep(pool, stepId, attempt, message, !terminal);
-        stepLog.warn({ outcome, err: error }, "step attempt failed");
+      if (error === undefined) {
+        const finished = await finishStep(pool, {
+          stepId, attempt, workerId, leaseSeconds: lease, claimMax: config.THROUGHLINE_INLINE_CLAIMS, tasks: taskIds,
+          ...(isNotApplicable(result) ? { outcome: "NOT_APPLICABLE", reason: result.reason } : { outcome: "COMPLETED", output: result ?? null }),
+        });
+        // Held from this moment: in `running`, so heartbeats keep their leases.
+        for (const next of finished.claimed) running.set(`${next.stepId}:${next.attempt}`, { stepId: next.stepId, attempt: next.attempt, abort: new AbortController() });
+        if (finished.applied) stepLog.debug({ claimed: finished.claimed.length }, isNotApplicable(result) ? "step not applicable" : "step completed");
+        else stepLog.info("late result refused (attempt no longer current)");
+        return finished.claimed;
       }
+      const terminal = error instanceof TerminalError;
+      const message = error instanceof Error ? error.message : String(error);
+      const outcome = await failStep(pool, stepId, attempt, message, !terminal);
+      stepLog.warn({ outcome, err: error }, "step attempt failed");
+      return [];
     } finally {
       running.delete(key);
     }
+  };
+
+  /** Runs claimed steps and, in turn, what they claim, until the chain ends. Errors stay with their step. */
+  const executeChain = async (claims: ClaimedStep[]): Promise<void> => {
+    await Promise.all(claims.map(async (claim) => {
+      let next: ClaimedStep[];
+      try {
+        next = await execute(claim);
+      } catch (err) {
+        // Its result could not be recorded (e.g. the database went away): its lease will run out and
+        // the step is retried; the steps around it are not affected.
+        log.warn({ err, stepId: claim.stepId, attempt: claim.attempt }, "could not record a step's end; its lease will expire and it will be retried");
+        return;
+      }
+      await executeChain(next);
+    }));
+  };
+
+  const runStep = (task: AnyTask) => async (payload: unknown) => {
+    const parsed = jobPayload.safeParse(payload);
+    if (!parsed.success) {
+      // Not ours to retry: a job we did not write. Log and let Graphile Worker drop it.
+      log.error({ payload, task: task.identifier }, "ignoring a job whose payload is not {stepId, attempt}");
+      return;
+    }
+    const claim = await beginStep(pool, String(parsed.data.stepId), parsed.data.attempt, workerId, lease);
+    if (!claim) {
+      log.debug({ stepId: parsed.data.stepId, attempt: parsed.data.attempt }, "attempt no longer current or already claimed; nothing to do");
+      return;
+    }
+    // The job's own step: an error recording its end fails the job (Graphile Worker retries it, and
+    // the retry finds the attempt claimed: the lease sweep takes over). Its successors run after it.
+    const next = await execute({ ...claim, task: task.identifier });
+    await executeChain(next);
   };
 
   const taskList: TaskList = {};
@@ -116,7 +152,7 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   // Webhooks: a separate job per delivery; its failures are recorded in our tables, never a step's.
   taskList[webhookDeliveryTaskIdentifier] = webhookDeliveryTask({ pool, log: baseLog });
 
-  const runner: Runner = await runGraphileWorker({
+  const runnerOptions = {
     pgPool: pool,
     concurrency: config.THROUGHLINE_WORKER_CONCURRENCY,
     taskList,
@@ -125,11 +161,36 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
     parsedCronItems: parseCronItems([{
       task: maintenanceTaskIdentifier,
       match: config.THROUGHLINE_MAINTENANCE_CRON,
-      options: { backfillPeriod: 0, maxAttempts: 1, jobKey: maintenanceTaskIdentifier, jobKeyMode: "replace" },
+      options: { backfillPeriod: 0, maxAttempts: 1, jobKey: maintenanceTaskIdentifier, jobKeyMode: "replace" as const },
     }]),
     noHandleSignals: true,
     logger: workerLogger(baseLog),
-  });
+    // Finished jobs are recorded together (one transaction per tick). Not localQueue: its batch
+    // fetch ends the whole runner when the database restarts; and with inline claims a run needs
+    // about one Graphile job, so batching the fetch buys little.
+    preset: { worker: { completeJobBatchDelay: 0 } },
+  };
+  let stopping = false;
+  let runner: Runner = await runGraphileWorker(runnerOptions);
+  // Graphile Worker's runner stops itself on some database errors (e.g. during a Postgres restart).
+  // A worker process must outlive those: start it again until we are told to stop.
+  const supervise = (r: Runner) => {
+    r.promise.then(() => r, () => r).then(async (ended) => {
+      while (!stopping && ended === runner) {
+        log.warn("Graphile Worker's runner stopped unexpectedly; restarting it in 1 s");
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (stopping) return;
+        try {
+          runner = await runGraphileWorker(runnerOptions);
+          supervise(runner);
+          return;
+        } catch (err) {
+          log.warn({ err }, "could not restart Graphile Worker's runner yet");
+        }
+      }
+    });
+  };
+  supervise(runner);
 
   // Heartbeats keep our leases; an attempt missing from the answer lost its lease (reclaimed
   // elsewhere): abort it so the task stops, and its result will be refused anyway.
@@ -150,18 +211,19 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
 
   log.info({ concurrency: config.THROUGHLINE_WORKER_CONCURRENCY, tasks: Object.keys(taskList), leaseSeconds: lease }, "worker started");
 
-  let stopping: Promise<void> | undefined;
+  let stopped: Promise<void> | undefined;
   return {
     workerId,
     inFlight: () => running.size,
     stop() {
-      stopping ??= (async () => {
+      stopped ??= (async () => {
+        stopping = true;
         clearInterval(heartbeat);
         clearInterval(reclaim);
-        await runner.stop();
+        await runner.stop().catch((err: unknown) => log.debug({ err }, "runner was already stopped"));
         log.info("worker stopped");
       })();
-      return stopping;
+      return stopped;
     },
   };
 }

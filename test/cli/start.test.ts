@@ -53,9 +53,9 @@ test.each(["SIGTERM", "SIGINT"] as const)("start boots an embedded Postgres, run
   const submit = spawnThroughline(["submit", "--project", "cli-demo", "--bom", bomFile, "--wait"], env);
   const submitted = await submit.exited;
   expect(submit.output()).toMatch(/[0-9a-f-]{36}/);
-  expect(submitted.code).toBe(0); // every step COMPLETED or NOT_APPLICABLE
+  expect(submitted.code, submit.output()).toBe(0); // every step COMPLETED or NOT_APPLICABLE
   const keys = spawnThroughline(["keys", "list"], env);
-  expect((await keys.exited).code).toBe(0);
+  expect((await keys.exited).code, keys.output()).toBe(0);
   expect(keys.output()).toMatch(/admin +all subjects +local development/);
   expect(pidAlive(pid)).toBe(true);
 

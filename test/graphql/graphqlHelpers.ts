@@ -32,7 +32,6 @@ export function useGraphqlServer(db: TestDatabase, options: { maxInputBytes?: nu
       port: 0,
       host: "127.0.0.1",
       maxInputBytes: options.maxInputBytes ?? 1024 * 1024,
-      changesPollIntervalMs: 1000,
       maxQueuedMessagesPerSubscriber: options.maxQueuedMessagesPerSubscriber,
       authMode: options.authMode ?? "open",
     });
