@@ -89,6 +89,8 @@ function resilientSubscriber(wsUrl: string, key: string) {
   return {
     received, ready,
     stats: () => ({ failures, subscriptions, cursor }),
+    /** Drops the current connection (as a network failure would); the loop resubscribes with its cursor. */
+    drop: () => void client?.terminate(),
     async stop() {
       stopped = true;
       await client?.dispose();
@@ -110,6 +112,9 @@ test("a server and its WebSocket subscriber survive a Postgres restart mid-load:
   await pool.end();
 
   await postgres.stop(); // fast shutdown: in-flight transactions roll back, every connection drops
+  // The subscriber's own connection fails too, while Postgres is down: it resubscribes with its
+  // cursor, and keeps trying until the server can serve it again.
+  subscriber.drop();
   await new Promise((r) => setTimeout(r, 1000));
   postgres = await startLocalPostgres({ dataDir: path.join(dir, "data"), port, settings });
   // Workers surviving the restart is postgres_restart.test.ts's claim; this file is about the server
@@ -155,6 +160,7 @@ test("a server and its WebSocket subscriber survive a Postgres restart mid-load:
     await new Promise((r) => setTimeout(r, 500)); // anything extra (a duplicate) would arrive now
     await subscriber.stop();
     console.info(`subscriber: ${JSON.stringify(subscriber.stats())}, ${subscriber.received.length} events`);
+    expect(subscriber.stats().subscriptions).toBeGreaterThan(1);
     const got = subscriber.received.map((e) => e.seq);
     const duplicates = got.filter((s, i) => got.indexOf(s) !== i);
     expect(duplicates).toEqual([]);
