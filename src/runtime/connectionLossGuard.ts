@@ -13,10 +13,12 @@ const connectionLossCodes = new Set([
   "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT",
 ]);
 
-export function isConnectionLoss(error: unknown): boolean {
-  const e = error as { code?: string; message?: string } | undefined;
+export function isConnectionLoss(error: unknown, depth = 0): boolean {
+  const e = error as { code?: string; message?: string; cause?: unknown } | undefined;
   if (e?.code && connectionLossCodes.has(e.code)) return true;
-  return /Connection terminated|Client has encountered a connection error|not queryable/i.test(e?.message ?? "");
+  if (/Connection terminated|Client has encountered a connection error|not queryable|ECONNREFUSED|ECONNRESET/i.test(e?.message ?? "")) return true;
+  // Graphile Worker wraps the pg error ("Error occurred whilst …") and keeps it as the cause.
+  return depth < 5 && e?.cause !== undefined && isConnectionLoss(e.cause, depth + 1);
 }
 
 export function installConnectionLossGuard(log: Logger): void {

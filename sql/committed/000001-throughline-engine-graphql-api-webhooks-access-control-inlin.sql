@@ -1,6 +1,6 @@
 --! Previous: -
---! Hash: sha1:ee37460fb9d50412db85fe9eb3259ff0073ffb11
---! Message: Throughline: engine, GraphQL API, webhooks, access control
+--! Hash: sha1:47aa77df60a2b34189bfeb01266dfe705a21c54e
+--! Message: Throughline: engine, GraphQL API, webhooks, access control, inline claims
 
 --! split: 001-schema.sql
 -- Throughline schema: tables, view and their documentation.
@@ -464,7 +464,9 @@ begin
         returning d.id, d.remaining_deps
     )
     select array_agg(released.id) into ready_ids from released where released.remaining_deps = 0;
-    if the_run.admitted_at is not null then
+    -- A worker finishing the step through finish_step takes some of these itself, in this
+    -- transaction, and enqueues the rest (see 900-inline_claims.sql); anyone else enqueues them now.
+    if the_run.admitted_at is not null and coalesce(current_setting('throughline.defer_enqueue', true), '') <> 'on' then
       perform throughline.enqueue_step_jobs(ready_ids);
     end if;
   elsif new.status in ('FAILED', 'CANCELLED') then
@@ -529,7 +531,7 @@ create trigger _100_event__append_only
   before update on throughline.event
   for each row execute function throughline.tg_event__append_only();
 
--- _900: one NOTIFY per transaction, whatever it wrote. Postgres folds identical notifications of one
+-- _900: at most one NOTIFY per transaction, and only for run-level events (see below). Postgres folds identical notifications of one
 -- transaction into one, and the payload carries nothing: listeners read throughline.events_after
 -- from their cursor, so a lost or merged notification costs nothing, and the notification is sent
 -- only when (and if) the transaction commits.
@@ -550,7 +552,24 @@ Trigger: wakes listeners (LISTEN "throughline:events") after the transaction com
 
 create trigger _900_event__notify
   after insert on throughline.event
-  for each statement execute function throughline.tg_event__notify();
+  for each row
+  when (new.kind in ('RUN_CREATED', 'RUN_ADMITTED', 'RUN_ENDED', 'RUN_REOPENED'))
+  execute function throughline.tg_event__notify();
+
+-- Inline claims: the worker that finishes a step takes the dependents it released, in the same
+-- transaction, instead of sending each through a Graphile Worker job. Why (bench/README.md, profile):
+-- a job per step cost four transactions per step and a queue hop (two commits, four process
+-- wake-ups) between consecutive steps. Now a chain costs one transaction per step: finish this one,
+-- claim the next. SQL still decides what is runnable (the remaining-dependency counters in
+-- tg_step__advance); the worker only says how many it can take. Released steps it does not take are
+-- enqueued as Graphile Worker jobs in the same transaction, as before, and a claimed step has a
+-- lease like any other, so a worker that dies with claims in hand loses them to the lease sweep.
+--
+-- NOTIFY only for run-level events: a transaction that sends NOTIFY takes a cluster-wide lock at
+-- commit and holds it through the WAL flush, so notifying from every step transaction made all step
+-- commits wait in one line (bench/README.md: half the worker slots parked on Lock:object). Step
+-- events are still in the log at once; readers poll events_after from their cursor (one cheap
+-- query per server or stream, every ~50 ms while someone listens) and wake at once on run events.
 
 --! split: 300-start_run.sql
 -- Submitting work: start_run creates a run and all its steps and starts what may start, atomically;
@@ -796,7 +815,7 @@ begin
     values (s.token, s.id, s.step, 'STEP_STARTED', s.status, s.status, s.attempt);
   select x.* into r from throughline.run x where x.token = s.token;
   return jsonb_build_object(
-    'stepId', s.id, 'token', s.token, 'step', s.step, 'attempt', s.attempt, 'maxAttempts', s.max_attempts,
+    'stepId', s.id, 'token', s.token, 'step', s.step, 'task', s.task_identifier, 'attempt', s.attempt, 'maxAttempts', s.max_attempts,
     'workflow', r.workflow, 'subject', r.subject, 'input', r.input, 'labels', r.labels,
     'upstream', coalesce((select jsonb_object_agg(u.step, jsonb_build_object('status', u.status, 'output', u.output))
                           from throughline.step u where u.token = s.token and u.step = any (s.depends_on)), '{}'::jsonb)
@@ -957,6 +976,75 @@ comment on function throughline.fail_step(bigint, integer, text, boolean) is $$
 Ends the given attempt of a step with an error. A retryable error schedules the next attempt with
 backoff while attempts remain (RETRY_SCHEDULED); otherwise the step FAILS with the error as its
 reason and everything open downstream is cancelled (FAILED). A stale attempt changes nothing (STALE).$$;
+
+create function throughline.finish_step(
+  step_id bigint,
+  attempt integer,
+  outcome text,
+  output jsonb default null,
+  reason text default null,
+  worker_id text default null,
+  lease interval default interval '30 seconds',
+  claim_max integer default 0,
+  tasks text[] default '{}'
+) returns jsonb
+language plpgsql volatile
+set search_path to pg_catalog
+as $$
+#variable_conflict use_column
+declare
+  the_token uuid;
+  applied boolean;
+  released record;
+  claim jsonb;
+  claimed jsonb := '[]'::jsonb;
+  taken integer := 0;
+  unclaimed bigint[] := '{}';
+begin
+  if finish_step.outcome is null or finish_step.outcome not in ('COMPLETED', 'NOT_APPLICABLE') then
+    raise exception 'outcome must be COMPLETED or NOT_APPLICABLE, got %', coalesce(finish_step.outcome, 'null') using errcode = 'TL422';
+  end if;
+  if finish_step.claim_max > 0 and finish_step.worker_id is null then
+    raise exception 'claiming released steps needs a worker_id' using errcode = 'TL422';
+  end if;
+  the_token := throughline.lock_run_of_step(finish_step.step_id);
+  perform set_config('throughline.defer_enqueue', 'on', true);
+  if finish_step.outcome = 'COMPLETED' then
+    applied := throughline.complete_step(finish_step.step_id, finish_step.attempt, finish_step.output);
+  else
+    applied := throughline.skip_step(finish_step.step_id, finish_step.attempt, finish_step.reason);
+  end if;
+  perform set_config('throughline.defer_enqueue', '', true);
+
+  -- The steps this transaction made runnable: claim up to claim_max, enqueue the others.
+  for released in
+    select s.id, s.attempt, s.task_identifier from throughline.step s
+    where s.token = the_token and s.status = 'PENDING' and s.locked_by is null and s.ready_at = now()
+    order by s.id
+  loop
+    claim := null;
+    if taken < greatest(finish_step.claim_max, 0) and released.task_identifier = any (finish_step.tasks) then
+      claim := throughline.begin_step(released.id, released.attempt, finish_step.worker_id, finish_step.lease);
+    end if;
+    if claim is not null then
+      claimed := claimed || jsonb_build_array(claim);
+      taken := taken + 1;
+    else
+      unclaimed := unclaimed || released.id;
+    end if;
+  end loop;
+  perform throughline.enqueue_step_jobs(unclaimed);
+  return jsonb_build_object('applied', applied, 'claimed', claimed);
+end;
+$$;
+comment on function throughline.finish_step(bigint, integer, text, jsonb, text, text, interval, integer, text[]) is $$
+@behavior -*
+
+For workers: ends the given attempt COMPLETED (with output) or NOT_APPLICABLE (with reason), exactly
+as complete_step / skip_step do, and in the same transaction claims up to claim_max of the steps this
+made runnable for worker_id (each as begin_step would; only steps whose task is in tasks, those the
+worker can run), enqueueing the rest as Graphile Worker jobs.
+Returns {applied, claimed: [what begin_step returns, per claimed step]}.$$;
 
 --! split: 320-run_control.sql
 -- What people do to runs: cancel one, retry a failed step with everything it had stopped.
