@@ -34,7 +34,11 @@ export const defaultQueryLimits: QueryLimits = {
   maxCost: 50_000,
   defaultListSize: 100,
   // A run has a handful of steps (a DAG of a workflow definition), a step few children and attempts.
-  listSizeHints: { "Run.steps": 50, "Workflow.steps": 50, "Step.childSteps": 10, "Step.attempts": 10, "Step.retries": 10 },
+  // runChanges sends one run (runsChanges bounds its runs with `first`).
+  listSizeHints: {
+    "Run.steps": 50, "Workflow.steps": 50, "Step.childSteps": 10, "Step.attempts": 10, "Step.retries": 10,
+    "RunChanges.runs": 1, "RunSnapshot.steps": 50,
+  },
 };
 
 interface Walk {
@@ -88,14 +92,14 @@ function cost(walk: Walk, type: GraphQLType, selectionSet: SelectionSetNode, mul
     if (!field) continue;
     total += multiplier;
     if (!selection.selectionSet) continue;
-    const size = pageSize(walk, field, selection) ?? walk.limits.listSizeHints[`${parent.name}.${field.name}`];
-    const list = isListType(getNullableType(field.type));
-    if (list) {
-      // A list field: its own `first`, else the `first` of the connection it belongs to, else the default.
-      total += cost(walk, field.type, selection.selectionSet, multiplier * (size ?? pending ?? walk.limits.defaultListSize));
+    const size = pageSize(walk, field, selection);
+    const hint = walk.limits.listSizeHints[`${parent.name}.${field.name}`];
+    if (isListType(getNullableType(field.type))) {
+      // A list: its own `first`, else the `first` of the connection or subscription it is in, else a hint or the default.
+      total += cost(walk, field.type, selection.selectionSet, multiplier * (size ?? pending ?? hint ?? walk.limits.defaultListSize));
     } else {
       // An object, or a connection whose `first` bounds the lists (nodes, edges) directly inside it.
-      total += cost(walk, field.type, selection.selectionSet, multiplier, size);
+      total += cost(walk, field.type, selection.selectionSet, multiplier, size ?? hint);
     }
   }
   return total;
