@@ -33,7 +33,7 @@ async function transitions(token: string) {
 }
 
 test("Postgres completed the step but the answer was lost: one transition, nothing redone", async () => {
-  const cut = proxy.cutOn("throughline/complete_step", "after");
+  const cut = proxy.cutOn("throughline/finish_step", "after");
   const token = await startRunSql(db.pool, "test_single", { steps: { ONLY: { sleepMs: 50 } } });
   await cut;
   expect(await runEnded(db.pool, token)).toBe("COMPLETED");
@@ -43,7 +43,7 @@ test("Postgres completed the step but the answer was lost: one transition, nothi
 });
 
 test("the completion never reached Postgres: the attempt’s lease runs out and the next attempt completes, once", async () => {
-  const cut = proxy.cutOn("throughline/complete_step", "before");
+  const cut = proxy.cutOn("throughline/finish_step", "before");
   const token = await startRunSql(db.pool, "test_single", { steps: { ONLY: { sleepMs: 50 } } });
   await cut;
   expect(await runEnded(db.pool, token, 20_000)).toBe("COMPLETED");
