@@ -68,7 +68,7 @@ export interface ChangeHubOptions {
    * step events reach subscribers through this poll; one cheap query per server, not per subscriber.
    */
   pollIntervalMs?: number;
-  /** Undelivered messages a subscriber may accumulate before it is ended. */
+  /** Changes (events) a subscriber may let pile up unread before it is ended (default 10,000). */
   maxQueuedMessages?: number;
   /** Bytes a WebSocket may have waiting to be sent before its subscriber is considered too slow. */
   maxSocketBufferedBytes?: number;
@@ -122,7 +122,7 @@ function matches(topic: ChangesTopic, e: ChangeEvent): boolean {
 export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeHub> {
   const { pool } = options;
   const log = options.log.child({ component: "change-hub" });
-  const maxQueued = options.maxQueuedMessages ?? 1000;
+  const maxQueued = options.maxQueuedMessages ?? 10_000;
   const maxSocketBuffered = options.maxSocketBufferedBytes ?? 8 * 1024 * 1024;
   const subscribers = new Set<Subscriber>();
   let closed = false;
@@ -246,10 +246,21 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
         w.resolve({ value: message, done: false });
         return;
       }
-      queue.push(message);
-      if (queue.length > maxQueued) {
+      // A subscriber still busy with earlier messages gets one message with everything since,
+      // not one per poll: the message rate follows what the client can take, so a burst (or 500
+      // subscribers on a small machine) never builds a queue whose latency only grows.
+      const last = queue[queue.length - 1];
+      if (!(last && last.runs === null && message.runs === null)) {
+        queue.push(message);
+        return;
+      }
+      last.events.push(...message.events);
+      last.cursor = message.cursor;
+      // Only a subscriber that lets changes pile up is cut off (a first catch-up may be large).
+      const undelivered = queue.reduce((n, m) => n + m.events.length, 0);
+      if (undelivered > maxQueued) {
         sub.end(new SafeError(
-          `This subscription fell more than ${maxQueued} messages behind and was ended; subscribe again with after: "${lastCursor ?? ""}" to continue without loss.`,
+          `This subscription fell more than ${maxQueued} changes behind and was ended; subscribe again with after: "${lastCursor ?? ""}" to continue without loss.`,
           { code: "TL_SLOW_SUBSCRIBER", cursor: lastCursor ?? null }));
       }
     };

@@ -35,11 +35,11 @@ describe("change hub", () => {
       const tokens: string[] = [];
       for (let i = 0; i < 6; i++) {
         tokens.push(await startRunSql(db.pool, "test_dag", {}));
-        await new Promise((r) => setTimeout(r, 30)); // separate notifications, separate messages
+        await new Promise((r) => setTimeout(r, 30)); // one RUN_CREATED (and RUN_ADMITTED) change each
       }
       await waitFor(async () => hub.subscriberCount() === 0, { what: "the slow subscriber to be ended" });
       const error = await sub.next().then(() => undefined, (e: Error) => e);
-      expect(error?.message).toMatch(/fell more than 3 messages behind and was ended; subscribe again with after: ".+" to continue without loss/);
+      expect(error?.message).toMatch(/fell more than 3 changes behind and was ended; subscribe again with after: ".+" to continue without loss/);
       const resumeFrom = /after: "([^"]+)"/.exec(error!.message)![1];
       expect(resumeFrom).toBe(state.cursor); // it had read nothing after the state
 
