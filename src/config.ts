@@ -33,7 +33,8 @@ const envSchema = z.object({
   THROUGHLINE_STEP_TIMEOUT_MINUTES: seconds(60)
     .describe("Default step timeout (hyades: 60 min); a step definition may set its own."),
   THROUGHLINE_RETENTION_HOURS: seconds(72).describe("Ended runs older than this are deleted (hyades: 72 h)."),
-  THROUGHLINE_PURGE_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(500),
+  THROUGHLINE_PURGE_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(200)
+    .describe("Runs deleted per purge transaction: small batches keep each one short for running workers (bench E)."),
   THROUGHLINE_MAINTENANCE_CRON: z.string().default("*/15 * * * *")
     .describe("When timeouts and retention run (Graphile Worker crontab syntax; hyades: every 15 min)."),
   THROUGHLINE_WORKFLOWS: z.string().optional()
