@@ -75,16 +75,20 @@ export function pgSettingsFor(principal: Principal): Record<string, string> {
   };
 }
 
-/** Runs fn in a transaction as the principal (role + settings), for code that is not PostGraphile. */
-export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs fn in one transaction with the given settings (pgSettingsFor: the key's role and scope), so
+ * that row-level security applies; without settings, on the pool as it is (the owner).
+ */
+export async function withSettings<T>(pool: pg.Pool, settings: Record<string, string> | undefined, fn: (db: Pick<pg.Pool, "query">) => Promise<T>): Promise<T> {
+  if (!settings) return fn(pool);
   const client = await pool.connect();
   try {
     await client.query("begin");
-    const settings = Object.entries(pgSettingsFor(principal));
+    const entries = Object.entries(settings);
     await client.query({
-      name: "throughline/act_as",
-      text: `select ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
-      values: settings.flat(),
+      name: `throughline/settings/${entries.length}`,
+      text: `select ${entries.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
+      values: entries.flat(),
     });
     const result = await fn(client);
     await client.query("commit");

@@ -36,6 +36,7 @@ import type pg from "pg";
 import { z } from "zod";
 import type { Logger } from "../../src/log.ts";
 import { startRun } from "../../src/db/runs.ts";
+import { withSettings } from "../../src/auth.ts";
 import { ThroughlineError, type ErrorKind } from "../../src/db/errors.ts";
 import { jsonErrorOffset, lineAndColumn } from "../../src/bom/jsonErrorPosition.ts";
 
@@ -352,29 +353,6 @@ interface StepStateRow {
   failure_reason: string | null;
 }
 
-/** Runs fn with the request's settings (its API key's role and scope), or on the pool as it is. */
-async function asRequester<T>(pool: pg.Pool, settings: Record<string, string> | undefined, fn: (db: Pick<pg.Pool, "query">) => Promise<T>): Promise<T> {
-  if (!settings) return fn(pool);
-  const client = await pool.connect();
-  try {
-    await client.query("begin");
-    const entries = Object.entries(settings);
-    await client.query({
-      name: `throughline/rest/settings/${entries.length}`,
-      text: `select ${entries.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
-      values: entries.flat(),
-    });
-    const result = await fn(client);
-    await client.query("commit");
-    return result;
-  } catch (e) {
-    await client.query("rollback").catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
-}
-
 async function readStepStates(pool: Pick<pg.Pool, "query">, token: string): Promise<StepStateRow[]> {
   const { rows } = await pool.query<StepStateRow>({
     name: "throughline/rest/step_states",
@@ -425,13 +403,13 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
   const submit = async (ctx: Context, workflow: string, project: string, input: Record<string, unknown>) => {
     const labels: Record<string, string> = { submittedVia: "dependency-track-api" };
     if (ctx.principal) labels.triggeredBy = ctx.principal;
-    const run = await asRequester(pool, ctx.settings, (db) => startRun(db, { workflow, input, subject: project, labels }));
+    const run = await withSettings(pool, ctx.settings, (db) => startRun(db, { workflow, input, subject: project, labels }));
     log.info({ token: run.token, workflow, project }, "run submitted through the Dependency-Track API");
     sendJson(ctx.res, { token: run.token });
   };
 
   const processing = async (ctx: Context) => {
-    sendJson(ctx.res, { processing: await asRequester(pool, ctx.settings, (db) => readProcessing(db, ctx.params[0])) });
+    sendJson(ctx.res, { processing: await withSettings(pool, ctx.settings, (db) => readProcessing(db, ctx.params[0])) });
   };
 
   const routes: Route[] = [
@@ -467,7 +445,7 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
       method: "GET", pattern: /^\/api\/v1\/workflow\/token\/([^/]*)\/status$/, name: "workflow.status", permission: "BOM_UPLOAD",
       uuidParam: { index: 0, name: "uuid" },
       async handle(ctx) {
-        const rows = await asRequester(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
+        const rows = await withSettings(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
         if (rows.length === 0) throw text(404, `Provided token ${ctx.params[0]} does not exist.`);
         sendJson(ctx.res, rows.map((r) => {
           const o: Record<string, unknown> = { token: r.token, step: r.step, status: r.status };
@@ -482,7 +460,7 @@ export function createDependencyTrackHandler(deps: RestDeps): (req: IncomingMess
       method: "GET", pattern: /^\/api\/v2\/workflows\/([^/]*)$/, name: "workflows.v2", permission: "BOM_UPLOAD",
       uuidParam: { index: 0, name: "token", v2: true },
       async handle(ctx) {
-        const rows = await asRequester(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
+        const rows = await withSettings(pool, ctx.settings, (db) => readStepStates(db, ctx.params[0]));
         if (rows.length === 0) throw problem(404, "Not Found", `Provided token ${ctx.params[0]} does not exist.`);
         sendJson(ctx.res, {
           states: rows.map((r) => ({

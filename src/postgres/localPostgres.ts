@@ -75,7 +75,8 @@ function run(cmd: string, args: string[], user: ReturnType<typeof osUser>): Prom
   });
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

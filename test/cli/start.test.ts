@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, expect, test } from "vitest";
-import { makeTempDir } from "../../src/postgres/localPostgres.ts";
+import { makeTempDir, pidAlive } from "../../src/postgres/localPostgres.ts";
 import { spawnThroughline, type ThroughlineProcess } from "../processes.ts";
 import { bom, waitFor } from "../helpers.ts";
 import { writeFileSync } from "node:fs";
@@ -20,15 +20,6 @@ afterEach(async () => {
   }
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const httpPort = 52000 + (process.pid % 900);
 const env = {
