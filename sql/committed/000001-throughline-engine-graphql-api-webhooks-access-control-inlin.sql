@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:47aa77df60a2b34189bfeb01266dfe705a21c54e
+--! Hash: sha1:103a03fda4921e93cec2bcbf7cd0afa4edc4e6ba
 --! Message: Throughline: engine, GraphQL API, webhooks, access control, inline claims
 
 --! split: 001-schema.sql
@@ -2150,6 +2150,8 @@ set search_path to pg_catalog
 as $$
 #variable_conflict use_column
 declare
+  -- One clock reading: the retry is exactly its delay after the attempt ended.
+  ended timestamptz := clock_timestamp();
   d throughline.webhook_delivery;
   w throughline.webhook;
   delay interval;
@@ -2170,11 +2172,11 @@ begin
     -- Exponential backoff with up to +10 % jitter so that deliveries failing together spread out.
     delay := least(w.backoff_max, w.backoff_initial * power(w.backoff_factor, d.attempts - 1)::double precision)
              * (1 + random() * 0.1);
-    next_at := clock_timestamp() + delay;
+    next_at := ended + delay;
   end if;
 
   update throughline.webhook_delivery_attempt a set
-      ended_at = clock_timestamp(),
+      ended_at = ended,
       outcome = case when end_webhook_delivery_attempt.delivered then 'DELIVERED' else 'FAILED' end,
       status_code = end_webhook_delivery_attempt.status_code,
       error = reason,
