@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:103a03fda4921e93cec2bcbf7cd0afa4edc4e6ba
+--! Hash: sha1:17cd3be9c14dfcb7c02abc28a69fd5ccd63af12b
 --! Message: Throughline: engine, GraphQL API, webhooks, access control, inline claims
 
 --! split: 001-schema.sql
@@ -149,8 +149,14 @@ create table throughline.step (
   constraint step_failed_has_reason check (status <> 'FAILED' or coalesce(length(btrim(failure_reason)), 0) > 0)
 );
 create index step_parent_step_id_idx on throughline.step (parent_step_id);
--- Maintenance scans: only open steps are ever timed out or reclaimed, so index just those.
-create index step_open_idx on throughline.step (status, lease_expires_at) where status in ('PENDING', 'TIMED_OUT');
+-- Maintenance scans, each on a partial index whose condition no per-run query implies: an index
+-- on open steps (status in PENDING, TIMED_OUT) was chosen by the planner, before statistics exist,
+-- for every "steps of this run that are PENDING" query and scanned all open steps of all runs
+-- (0.7 ms instead of 0.07 ms per query at 2,000 runs in flight).
+-- Leases: reclaim_expired_leases (terminal steps have no lease).
+create index step_lease_idx on throughline.step (lease_expires_at) where lease_expires_at is not null;
+-- Ready steps nobody claimed: the lost-doorbell sweep.
+create index step_unclaimed_idx on throughline.step (ready_at) where locked_by is null and status in ('PENDING', 'TIMED_OUT');
 comment on table throughline.step is $$
 @behavior -insert -update -delete
 
@@ -1018,10 +1024,12 @@ begin
 
   -- The steps this transaction made runnable: claim up to claim_max, enqueue the others.
   for released in
-    select s.id, s.attempt, s.task_identifier from throughline.step s
-    where s.token = the_token and s.status = 'PENDING' and s.locked_by is null and s.ready_at = now()
+    -- Only token and ready_at here: see the index notes in 001-schema.sql.
+    select s.id, s.attempt, s.task_identifier, s.status, s.locked_by from throughline.step s
+    where s.token = the_token and s.ready_at = now()
     order by s.id
   loop
+    continue when released.status <> 'PENDING' or released.locked_by is not null;
     claim := null;
     if taken < greatest(finish_step.claim_max, 0) and released.task_identifier = any (finish_step.tasks) then
       claim := throughline.begin_step(released.id, released.attempt, finish_step.worker_id, finish_step.lease);
