@@ -11,4 +11,6 @@ if (major < 22 || (major === 22 && minor < 18)) {
   );
   process.exit(2);
 }
+// Grafast prints a notice at import when GRAPHILE_ENV is unset; a server is production unless told.
+process.env.GRAPHILE_ENV ??= "production";
 await import("../src/cli.ts");
