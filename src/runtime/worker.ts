@@ -204,9 +204,40 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
 
   // Reclaiming dead attempts is cheap and must happen within about one lease, which is finer than
   // cron's minute; every worker sweeps, and SKIP LOCKED plus the attempt fence keep that safe.
+  //
+  // The sweep also tells when the database went away and came back. Graphile Worker's individual
+  // workers can exit on such an outage without its runner ending (and then nothing takes jobs any
+  // more), so after an outage we start a fresh runner and stop the old one; the attempt fence makes
+  // the overlap harmless.
+  let databaseWasDown = false;
+  let restarting: Promise<void> | undefined;
+  const restartRunner = () => {
+    restarting ??= (async () => {
+      try {
+        const old = runner;
+        runner = await runGraphileWorker(runnerOptions);
+        supervise(runner);
+        await old.stop().catch(() => {});
+        log.info("Graphile Worker's runner restarted after the database came back");
+      } catch (err) {
+        databaseWasDown = true; // try again after the next successful sweep
+        log.warn({ err }, "could not restart Graphile Worker's runner yet");
+      } finally {
+        restarting = undefined;
+      }
+    })();
+  };
   const reclaim = setInterval(() => {
-    reclaimExpiredLeases(pool, lease).then((n) => n > 0 && log.info({ reclaimed: n }, "retrying attempts whose worker was lost"),
-      (err) => log.warn({ err }, "lease sweep failed"));
+    reclaimExpiredLeases(pool, lease).then((n) => {
+      if (databaseWasDown && !stopping) {
+        databaseWasDown = false;
+        restartRunner();
+      }
+      if (n > 0) log.info({ reclaimed: n }, "retrying attempts whose worker was lost");
+    }, (err) => {
+      databaseWasDown = true;
+      log.warn({ err }, "lease sweep failed");
+    });
   }, config.THROUGHLINE_RECLAIM_INTERVAL_SECONDS * 1000);
 
   log.info({ concurrency: config.THROUGHLINE_WORKER_CONCURRENCY, tasks: Object.keys(taskList), leaseSeconds: lease }, "worker started");
@@ -220,6 +251,7 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
         stopping = true;
         clearInterval(heartbeat);
         clearInterval(reclaim);
+        await restarting;
         await runner.stop().catch((err: unknown) => log.debug({ err }, "runner was already stopped"));
         log.info("worker stopped");
       })();
