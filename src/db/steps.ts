@@ -67,24 +67,6 @@ export async function finishStep(
   return { applied: result.applied, claimed: result.claimed.map((c) => ({ ...c, stepId: String(c.stepId) })) };
 }
 
-export async function completeStep(db: Queryable, stepId: string, attempt: number, output: unknown): Promise<boolean> {
-  const { rows } = await db.query({
-    name: "throughline/complete_step",
-    text: "select throughline.complete_step($1::bigint, $2::integer, $3::jsonb) as ok",
-    values: [stepId, attempt, output === undefined ? null : JSON.stringify(output)],
-  });
-  return rows[0].ok;
-}
-
-export async function skipStep(db: Queryable, stepId: string, attempt: number, reason: string): Promise<boolean> {
-  const { rows } = await db.query({
-    name: "throughline/skip_step",
-    text: "select throughline.skip_step($1::bigint, $2::integer, $3::text) as ok",
-    values: [stepId, attempt, reason],
-  });
-  return rows[0].ok;
-}
-
 export type FailOutcome = "RETRY_SCHEDULED" | "FAILED" | "STALE";
 
 export async function failStep(db: Queryable, stepId: string, attempt: number, error: string, retryable: boolean): Promise<FailOutcome> {
