@@ -97,6 +97,35 @@ export async function startTestWorker(pool: pg.Pool, overrides: Partial<Paramete
   });
 }
 
+/**
+ * An in-process worker for the current file or describe block: started before its tests, stopped
+ * after them (before the database is dropped: after-hooks run in reverse order).
+ */
+export function useTestWorker(db: TestDatabase): void {
+  let worker: ThroughlineWorker | undefined;
+  beforeAll(async () => {
+    worker = await startTestWorker(db.pool);
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+}
+
+/**
+ * Steps (of these runs) whose event log does not show exactly one transition into a terminal
+ * status: none may be missing one, and none may have ended twice.
+ */
+export async function stepsWithoutOneTerminalTransition(db: pg.Pool, tokens: string[]): Promise<{ id: string; n: number }[]> {
+  const { rows } = await db.query(
+    `select s.id, count(e.seq)::int as n
+       from throughline.step s
+       left join throughline.event e on e.step_id = s.id and e.kind = 'STEP_STATUS'
+         and e.to_status in ('COMPLETED', 'FAILED', 'CANCELLED', 'NOT_APPLICABLE')
+      where s.token = any($1)
+      group by s.id having count(e.seq) <> 1`, [tokens]);
+  return rows;
+}
+
 export interface StepState {
   step: string;
   status: string;

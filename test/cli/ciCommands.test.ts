@@ -3,8 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { bom, startRunSql, startTestWorker, useTestDatabase } from "../helpers.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
+import { bom, startRunSql, useTestDatabase, useTestWorker } from "../helpers.ts";
 import { ciMain, type CiIo } from "../../src/ciCommands.ts";
 import { startRestServer, type RestServer } from "../rest/server.ts";
 
@@ -49,13 +48,7 @@ const PROJECT = "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 const fast = ["--interval", "0.02"];
 
 describe("with a worker", () => {
-  let worker: ThroughlineWorker;
-  beforeAll(async () => {
-    worker = await startTestWorker(db.pool);
-  });
-  afterAll(async () => {
-    await worker?.stop();
-  });
+  useTestWorker(db);
 
   test("a completed run: submit --wait exits 0, printing each step as it ends", async () => {
     const r = await cli(["submit", "--project", PROJECT, "--bom", file("ok.json", JSON.stringify(bom.withComponents)), "--wait", ...fast]);

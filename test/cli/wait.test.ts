@@ -6,8 +6,7 @@ import http from "node:http";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startTestWorker, startRunSql, testLog, useTestDatabase, waitFor } from "../helpers.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
+import { startRunSql, testLog, useTestDatabase, useTestWorker, waitFor } from "../helpers.ts";
 import { startServer, type ThroughlineServer } from "../../server/server.ts";
 import { createApiKey } from "../../src/db/apiKeys.ts";
 import { ciMain, type CiIo } from "../../src/ciCommands.ts";
@@ -118,13 +117,7 @@ const slow = (ms: number) => Object.fromEntries(steps.map((s) => [s, { sleepMs: 
 const noPolling = ["--interval", "60"];
 
 describe("with a worker", () => {
-  let worker: ThroughlineWorker;
-  beforeAll(async () => {
-    worker = await startTestWorker(db.pool);
-  });
-  afterAll(async () => {
-    await worker?.stop();
-  });
+  useTestWorker(db);
 
   test("follows the run over the subscription: every step printed as it ends, exit 0, one status read (the final table)", async () => {
     const token = await startRunSql(db.pool, "test_dag", { steps: slow(100) });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { createApiKey } from "../../src/db/apiKeys.ts";
 import { spawnThroughline, testWorkflowsModule, type ThroughlineProcess } from "../processes.ts";
 import { startServeProcess, type ServeProcess } from "../serverProcess.ts";
-import { startRunSql, useTestDatabase, waitFor } from "../helpers.ts";
+import { startRunSql, stepsWithoutOneTerminalTransition, useTestDatabase, waitFor } from "../helpers.ts";
 
 const db = useTestDatabase();
 const workers: ThroughlineProcess[] = [];
@@ -60,14 +60,7 @@ test(`two workers and two servers: ${RUNS} runs submitted through both servers a
   const steps = await db.pool.query("select count(*)::int as n from throughline.step where token = any($1)", [tokens]);
   expect(steps.rows[0].n).toBe(RUNS * 6);
   // The event log: exactly one transition into a terminal status per step.
-  const terminal = await db.pool.query(
-    `select s.id, count(e.seq)::int as n
-       from throughline.step s
-       left join throughline.event e on e.step_id = s.id and e.kind = 'STEP_STATUS'
-         and e.to_status in ('COMPLETED', 'FAILED', 'CANCELLED', 'NOT_APPLICABLE')
-      where s.token = any($1)
-      group by s.id having count(e.seq) <> 1`, [tokens]);
-  expect(terminal.rows).toEqual([]);
+  expect(await stepsWithoutOneTerminalTransition(db.pool, tokens)).toEqual([]);
   // Both worker processes did real work.
   const byWorker = await db.pool.query(
     "select count(distinct split_part(worker_id, ':', 2))::int as processes from throughline.step_attempt where token = any($1)", [tokens]);

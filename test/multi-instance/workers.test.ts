@@ -2,7 +2,7 @@
 // separate `throughline worker` process, as in production.
 import { afterEach, expect, test } from "vitest";
 import { spawnThroughline, testWorkflowsModule, type ThroughlineProcess } from "../processes.ts";
-import { runEnded, startRunSql, useTestDatabase, waitFor } from "../helpers.ts";
+import { runEnded, startRunSql, stepsWithoutOneTerminalTransition, useTestDatabase, waitFor } from "../helpers.ts";
 
 const db = useTestDatabase();
 const processes: ThroughlineProcess[] = [];
@@ -43,14 +43,7 @@ test("two worker processes complete 200 runs, every step reaching exactly one te
   const runs = await db.pool.query("select status, count(*)::int as n from throughline.run where token = any($1) group by status order by status", [tokens]);
   expect(runs.rows).toEqual([{ status: "COMPLETED", n: 190 }, { status: "FAILED", n: 10 }]);
   // The event log: exactly one transition into a terminal status per step, and no step left open.
-  const terminal = await db.pool.query(
-    `select s.id, count(e.seq)::int as n
-       from throughline.step s
-       left join throughline.event e on e.step_id = s.id and e.kind = 'STEP_STATUS'
-         and e.to_status in ('COMPLETED', 'FAILED', 'CANCELLED', 'NOT_APPLICABLE')
-      where s.token = any($1)
-      group by s.id having count(e.seq) <> 1`, [tokens]);
-  expect(terminal.rows).toEqual([]);
+  expect(await stepsWithoutOneTerminalTransition(db.pool, tokens)).toEqual([]);
   const steps = await db.pool.query("select count(*)::int as n from throughline.step where token = any($1)", [tokens]);
   expect(steps.rows[0].n).toBe(1200);
   // Both processes did real work.

@@ -1,19 +1,16 @@
 // What a Dependency-Track CI plugin does, end to end against a real worker: upload, poll the token
 // until processing is false, then read the workflow status.
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { bom, startTestWorker, useTestDatabase, waitFor } from "../helpers.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
+import { bom, useTestDatabase, useTestWorker, waitFor } from "../helpers.ts";
 import { b64, call, putJson, startRestServer, type RestServer } from "./server.ts";
 
 const db = useTestDatabase();
 let server: RestServer;
-let worker: ThroughlineWorker;
+useTestWorker(db);
 beforeAll(async () => {
   server = await startRestServer(db.pool);
-  worker = await startTestWorker(db.pool);
 });
 afterAll(async () => {
-  await worker?.stop();
   await server?.close();
 });
 

@@ -3,20 +3,17 @@
 // and a reader resuming from its cursor gets exactly what it missed.
 import { afterAll, beforeAll, expect, test } from "vitest";
 import pg from "pg";
-import { runEnded, startRunSql, startTestWorker, testLog, useTestDatabase, waitFor } from "../helpers.ts";
+import { runEnded, startRunSql, testLog, useTestDatabase, useTestWorker, waitFor } from "../helpers.ts";
 import { openEventStream, eventsChannel } from "../../src/runtime/eventStream.ts";
 import type { ThroughlineEvent } from "../../src/db/events.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
 
 const db = useTestDatabase();
-let worker: ThroughlineWorker;
+useTestWorker(db);
 let observer: pg.Pool;
 beforeAll(async () => {
-  worker = await startTestWorker(db.pool);
   observer = new pg.Pool({ connectionString: db.url, max: 2 });
 });
 afterAll(async () => {
-  await worker?.stop();
   await observer?.end();
 });
 

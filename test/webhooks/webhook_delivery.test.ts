@@ -6,20 +6,17 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { runEnded, startRunSql, startTestWorker, stepsOf, useTestDatabase } from "../helpers.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
+import { runEnded, startRunSql, stepsOf, useTestDatabase, useTestWorker } from "../helpers.ts";
 import { attemptsOf, createWebhook, deliveriesEnded, deliveriesOf, ok, startReceiver, type Receiver } from "./receiver.ts";
 
 const db = useTestDatabase();
-let worker: ThroughlineWorker;
+useTestWorker(db);
 let receiver: Receiver;
 beforeAll(async () => {
-  worker = await startTestWorker(db.pool);
   receiver = await startReceiver();
 });
 afterAll(async () => {
   await receiver?.close();
-  await worker?.stop();
 });
 
 const forSubject = (subject: string) => (r: { json?: { subject?: string } }) => r.json?.subject === subject;

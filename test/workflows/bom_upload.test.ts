@@ -1,17 +1,10 @@
 // The reference workflows end to end with a real worker: normal, malformed and empty BOMs,
 // re-analysis, and one run per project at a time.
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { bom, runEnded, startRunSql, startTestWorker, stepsOf, useTestDatabase } from "../helpers.ts";
-import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
+import { describe, expect, test } from "vitest";
+import { bom, runEnded, startRunSql, stepsOf, useTestDatabase, useTestWorker } from "../helpers.ts";
 
 const db = useTestDatabase();
-let worker: ThroughlineWorker;
-beforeAll(async () => {
-  worker = await startTestWorker(db.pool);
-});
-afterAll(async () => {
-  await worker?.stop();
-});
+useTestWorker(db);
 
 describe("bom_upload", () => {
   test("a BOM with components completes every step and records components, findings and metrics", async () => {
