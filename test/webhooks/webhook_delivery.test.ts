@@ -6,17 +6,22 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { runEnded, startRunSql, stepsOf, useTestDatabase, useTestWorker } from "../helpers.ts";
+import { runEnded, startRunSql, startTestWorker, stepsOf, useTestDatabase } from "../helpers.ts";
+import type { ThroughlineWorker } from "../../src/runtime/worker.ts";
 import { attemptsOf, createWebhook, deliveriesEnded, deliveriesOf, ok, startReceiver, type Receiver } from "./receiver.ts";
 
 const db = useTestDatabase();
-useTestWorker(db);
+let worker: ThroughlineWorker;
 let receiver: Receiver;
 beforeAll(async () => {
+  worker = await startTestWorker(db.pool);
   receiver = await startReceiver();
 });
+// Not useTestWorker: the receiver must close first, releasing the delivery a "hanging receiver"
+// test left waiting, or stopping the worker would wait for it.
 afterAll(async () => {
   await receiver?.close();
+  await worker?.stop();
 });
 
 const forSubject = (subject: string) => (r: { json?: { subject?: string } }) => r.json?.subject === subject;
