@@ -13,6 +13,7 @@ import { beginStep, failStep, finishStep, heartbeatSteps, type ClaimedStep } fro
 import { purgeRuns, reclaimExpiredLeases, resumeWebhookDeliveries, timeOutSteps } from "../db/maintenance.ts";
 import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
 import { workerLogger } from "./workerLogger.ts";
+import { isConnectionLoss } from "./connectionLossGuard.ts";
 import { webhookDeliveryTask, webhookDeliveryTaskIdentifier } from "./webhookDelivery.ts";
 
 const jobPayload = z.object({ stepId: z.union([z.number().int(), z.string().regex(/^\d+$/)]), attempt: z.number().int().min(1) });
@@ -235,7 +236,9 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
       }
       if (n > 0) log.info({ reclaimed: n }, "retrying attempts whose worker was lost");
     }, (err) => {
-      databaseWasDown = true;
+      // Only a lost connection says the database went away; a deadlock or a statement error in the
+      // sweep does not, and must not restart the runner.
+      if (isConnectionLoss(err)) databaseWasDown = true;
       log.warn({ err }, "lease sweep failed");
     });
   }, config.THROUGHLINE_RECLAIM_INTERVAL_SECONDS * 1000);
