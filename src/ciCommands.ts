@@ -228,6 +228,9 @@ async function openRunSocket(client: Client, apiKey: string | undefined, token: 
   class HandshakeBoundWebSocket extends WebSocketImpl {
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols, { handshakeTimeout: 10_000 });
+      // graphql-ws drops its own listener when it terminates a socket; an error after that (a
+      // handshake aborted while connecting) must not crash the CLI.
+      this.on("error", () => {});
     }
   }
   const queue: SocketEvent[] = [];

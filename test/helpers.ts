@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, inject } from "vitest";
 import pg from "pg";
+import WebSocket from "ws";
 import { createLogger } from "../src/log.ts";
 import { projectRoot } from "../src/config.ts";
 import type { TestServer } from "./globalSetup.ts";
@@ -12,6 +13,20 @@ import { startWorker, type ThroughlineWorker } from "../src/runtime/worker.ts";
 import { tasksOf } from "../src/workflows/definition.ts";
 import { workflows } from "../src/workflows/index.ts";
 import { testWorkflows } from "./fixtures/testWorkflows.ts";
+
+/**
+ * The `ws` WebSocket for graphql-ws clients in tests, with an `error` listener of its own. graphql-ws
+ * removes its listener when a client is terminated; a socket terminated while still connecting then
+ * emits "WebSocket was closed before the connection was established" with no listener, and Node
+ * turns that into an uncaught exception of the test file. graphql-ws still hears every error through
+ * `onerror` while it listens.
+ */
+export class TestWebSocket extends WebSocket {
+  constructor(...args: ConstructorParameters<typeof WebSocket>) {
+    super(...args);
+    this.on("error", () => {});
+  }
+}
 
 export const servers = (): TestServer[] => inject("servers");
 export const newestServer = (): TestServer => servers()[0];

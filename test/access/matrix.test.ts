@@ -3,10 +3,9 @@
 // project's runs by any route.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createClient } from "graphql-ws";
-import WebSocket from "ws";
 import { startServer, type ThroughlineServer } from "../../server/server.ts";
 import { createApiKey } from "../../src/db/apiKeys.ts";
-import { bom, startRunSql, testLog, useTestDatabase } from "../helpers.ts";
+import { bom, startRunSql, testLog, TestWebSocket, useTestDatabase } from "../helpers.ts";
 
 const db = useTestDatabase();
 let server: ThroughlineServer;
@@ -81,7 +80,7 @@ describe("reading", () => {
   });
 
   test("a scoped key’s subscription shows its project only", async () => {
-    const client = createClient({ url: `${server.url.replace("http", "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { "X-Api-Key": keys.readerA }, retryAttempts: 0 });
+    const client = createClient({ url: `${server.url.replace("http", "ws")}/graphql`, webSocketImpl: TestWebSocket, connectionParams: { "X-Api-Key": keys.readerA }, retryAttempts: 0 });
     try {
       const first = await new Promise<any>((resolve, reject) => {
         const stop = client.subscribe({ query: "subscription { runsChanges { cursor runs { subject } } }" }, {

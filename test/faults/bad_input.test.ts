@@ -7,10 +7,9 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import fc from "fast-check";
 import { createClient } from "graphql-ws";
-import WebSocket from "ws";
 import { createApiKey } from "../../src/db/apiKeys.ts";
 import { startServeProcess, type ServeProcess } from "../serverProcess.ts";
-import { useTestDatabase } from "../helpers.ts";
+import { TestWebSocket, useTestDatabase } from "../helpers.ts";
 
 const db = useTestDatabase();
 let server: ServeProcess;
@@ -165,7 +164,7 @@ test("GraphQL queries: run(token), isProcessing, searchRuns with hostile argumen
 });
 
 test("GraphQL subscriptions: hostile arguments end the subscription with a clear error, the socket server survives", async () => {
-  const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, connectionParams: { "X-Api-Key": apiKey }, retryAttempts: 0, lazy: false, onNonLazyError: () => {} });
+  const client = createClient({ url: server.wsUrl, webSocketImpl: TestWebSocket, connectionParams: { "X-Api-Key": apiKey }, retryAttempts: 0, lazy: false, onNonLazyError: () => {} });
   try {
     const first = (query: string, variables: Record<string, unknown>) => new Promise<{ ok: boolean; payload: unknown }>((resolve) => {
       let stop = () => {};

@@ -7,13 +7,12 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import pg from "pg";
 import { createClient, type Client } from "graphql-ws";
-import WebSocket from "ws";
 import { makeTempDir, startLocalPostgres, type LocalPostgres } from "../../src/postgres/localPostgres.ts";
 import { createApiKey } from "../../src/db/apiKeys.ts";
 import { prepareDatabase } from "../globalSetup.ts";
 import { spawnThroughline, testWorkflowsModule, type ThroughlineProcess } from "../processes.ts";
 import { startServeProcess, type ServeProcess } from "../serverProcess.ts";
-import { startRunSql, waitFor } from "../helpers.ts";
+import { startRunSql, TestWebSocket, waitFor } from "../helpers.ts";
 
 const dir = makeTempDir("tl-restart-srv-");
 const port = 60000 + (process.pid % 900);
@@ -67,7 +66,7 @@ function resilientSubscriber(wsUrl: string, key: string) {
 
   const loop = async () => {
     while (!stopped) {
-      client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { "X-Api-Key": key }, retryAttempts: 0, lazy: false, onNonLazyError: () => {} });
+      client = createClient({ url: wsUrl, webSocketImpl: TestWebSocket, connectionParams: { "X-Api-Key": key }, retryAttempts: 0, lazy: false, onNonLazyError: () => {} });
       subscriptions++;
       await new Promise<void>((done) => {
         client!.subscribe<{ runsChanges: { cursor: string; runs: unknown[] | null; events: ReceivedEvent[] } }>({ query, variables: { after: cursor } }, {
@@ -81,7 +80,8 @@ function resilientSubscriber(wsUrl: string, key: string) {
           complete: () => done(),
         });
       });
-      await client.dispose();
+      // A client whose connection attempt failed rejects dispose() with that failure: already handled.
+      await Promise.resolve(client.dispose()).catch(() => {});
       if (!stopped) await new Promise((r) => setTimeout(r, 300));
     }
   };
@@ -93,7 +93,7 @@ function resilientSubscriber(wsUrl: string, key: string) {
     drop: () => void client?.terminate(),
     async stop() {
       stopped = true;
-      await client?.dispose();
+      if (client) await Promise.resolve(client.dispose()).catch(() => {});
       await running;
     },
   };

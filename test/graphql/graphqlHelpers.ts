@@ -1,10 +1,9 @@
 // A real Throughline HTTP server on an ephemeral port for the GraphQL tests, a fetch-based GraphQL
 // client, and a graphql-ws client over the `ws` package.
 import { afterAll, beforeAll } from "vitest";
-import WebSocket from "ws";
 import { createClient, type Client } from "graphql-ws";
 import { startServer, type ThroughlineServer } from "../../server/server.ts";
-import { testLog, type TestDatabase } from "../helpers.ts";
+import { testLog, TestWebSocket, type TestDatabase } from "../helpers.ts";
 
 export interface GraphqlResult<T = any> {
   data?: T;
@@ -51,7 +50,7 @@ export function useGraphqlServer(db: TestDatabase, options: { maxInputBytes?: nu
     return (await res.json()) as GraphqlResult;
   };
   t.wsClient = () => {
-    const c = createClient({ url: t.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true });
+    const c = createClient({ url: t.wsUrl, webSocketImpl: TestWebSocket, retryAttempts: 0, lazy: true });
     clients.push(c);
     return c;
   };
