@@ -3,14 +3,19 @@ import type pg from "pg";
 
 type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
 
-/** Retries attempts whose lease expired, and re-rings steps whose job was lost (see 830-lost_doorbells.sql). */
-export async function reclaimExpiredLeases(db: Queryable, lostAfterSeconds: number): Promise<number> {
+/**
+ * The workers' lease sweep, one statement: retries step attempts whose lease expired and re-rings
+ * steps whose job was lost (830-lost_doorbells.sql), and releases the Graphile Worker locks of webhook
+ * deliveries whose worker was lost (release_lost_webhook_jobs).
+ */
+export async function reclaimExpiredLeases(db: Queryable, lostAfterSeconds: number): Promise<{ steps: number; webhookJobs: number }> {
   const { rows } = await db.query({
-    name: "throughline/reclaim_expired_leases",
-    text: "select throughline.reclaim_expired_leases(lost_after => make_interval(secs => $1::double precision)) as n",
+    name: "throughline/lease_sweep",
+    text: `select throughline.reclaim_expired_leases(lost_after => make_interval(secs => $1::double precision)) as steps,
+                  throughline.release_lost_webhook_jobs() as "webhookJobs"`,
     values: [lostAfterSeconds],
   });
-  return rows[0].n;
+  return rows[0];
 }
 
 export async function timeOutSteps(db: Queryable): Promise<number> {

@@ -229,12 +229,13 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
     })();
   };
   const reclaim = setInterval(() => {
-    reclaimExpiredLeases(pool, lease).then((n) => {
+    reclaimExpiredLeases(pool, lease).then(({ steps, webhookJobs }) => {
       if (databaseWasDown && !stopping) {
         databaseWasDown = false;
         restartRunner();
       }
-      if (n > 0) log.info({ reclaimed: n }, "retrying attempts whose worker was lost");
+      if (steps > 0) log.info({ reclaimed: steps }, "retrying attempts whose worker was lost");
+      if (webhookJobs > 0) log.info({ released: webhookJobs }, "releasing webhook deliveries whose worker was lost");
     }, (err) => {
       // Only a lost connection says the database went away; a deadlock or a statement error in the
       // sweep does not, and must not restart the runner.
