@@ -180,7 +180,7 @@ async function main() {
       }
       say(`A ${i + 1}/${reps}: ${runs} runs at once`);
       const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`, readers, cpuOf });
-      say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run`);
+      say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run, ${r.walKbPerRun.toFixed(1)} kB WAL/run`);
       results.a.push(r);
       if (i === 0 && subscriberCount > 0) await runD();
     }
@@ -316,6 +316,7 @@ async function main() {
       (results.pgbench ? `; pgbench: ${results.pgbench.pgCpuMsPerTx.toFixed(2)} ms/commit` : "")],
     ["F", "worker CPU per run, ms", f1(med((r) => r.workerCpuMsPerRun)), "—", "info", `${f1(med((r) => r.workerCpuMsPerRun) / stepsPerRun)} ms/step`],
     ["F", "transactions per run", f1(med((r) => r.xactPerRun)), "—", "info", `${f1(med((r) => r.xactPerRun) / stepsPerRun)} per step; peers ≈ 3 per step`],
+    ["F", "WAL per run, kB", f1(med((r) => r.walKbPerRun)), "—", "info", `${f1(med((r) => r.walKbPerRun) / stepsPerRun)} kB/step; ${f1(med((r) => r.walFpiPerRun))} full-page images/run (pg_stat_wal)`],
   ];
   const failed = results.a.reduce((n, r) => n + r.failed, 0);
   process.stdout.write(`\nThroughline bench — ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${m.nproc} cores (${m.cpuModel}), ` +
@@ -327,14 +328,16 @@ async function main() {
   if (failed > 0) process.stdout.write(`\nWARNING: ${failed} runs of A did not end COMPLETED\n`);
   if (results.statements) {
     process.stdout.write(`\npg_stat_statements over A (${runs * reps} runs; nested statements counted inside their callers too):\n`);
-    process.stdout.write(renderTable(["top", "calls/run", "ms/run", "mean ms", "statement"], results.statements.map((s) => [
-      s.toplevel ? "yes" : "", s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3), s.query,
+    process.stdout.write(renderTable(["top", "calls/run", "ms/run", "mean ms", "WAL kB/run", "FPI/run", "statement"], results.statements.map((s) => [
+      s.toplevel ? "yes" : "", s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3),
+      (s.walBytesPerRun / 1024).toFixed(1), s.walFpiPerRun.toFixed(2), s.query,
     ])) + "\n");
   }
   if (results.statementsB) {
     process.stdout.write(`\npg_stat_statements over B (${latencyRuns * reps} runs, one at a time; nested statements counted inside their callers too):\n`);
-    process.stdout.write(renderTable(["top", "calls/run", "ms/run", "mean ms", "statement"], results.statementsB.map((s) => [
-      s.toplevel ? "yes" : "", s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3), s.query,
+    process.stdout.write(renderTable(["top", "calls/run", "ms/run", "mean ms", "WAL kB/run", "FPI/run", "statement"], results.statementsB.map((s) => [
+      s.toplevel ? "yes" : "", s.callsPerRun.toFixed(2), s.msPerRun.toFixed(2), s.meanMs.toFixed(3),
+      (s.walBytesPerRun / 1024).toFixed(1), s.walFpiPerRun.toFixed(2), s.query,
     ])) + "\n");
   }
   if (results.waits) {

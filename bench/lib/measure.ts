@@ -58,12 +58,21 @@ export interface ThroughputResult {
   /** Committed transactions in the bench database per run (pg_stat_database.xact_commit delta,
    *  less the bench's own status reads and completion polls). */
   xactPerRun: number;
+  /** WAL written per run (pg_stat_wal, the whole cluster: nothing else writes during the burst), kB,
+   *  and the full-page images among it. */
+  walKbPerRun: number;
+  walFpiPerRun: number;
   /** Status reads done while the burst ran (C), latencies in ms, by interface (SQL, GraphQL, REST). */
   reads: Record<string, number[]>;
   /** Read errors by interface (a failed read is not timed). */
   readErrors: Record<string, number>;
   /** CPU per run of the extra processes named in cpuOf (e.g. the server), ms. */
   cpuMsPerRun: Record<string, number>;
+}
+
+async function walStats(db: pg.Pool): Promise<{ bytes: number; fpi: number }> {
+  const { rows } = await db.query("select wal_bytes::bigint as bytes, wal_fpi::bigint as fpi from pg_stat_wal");
+  return { bytes: Number(rows[0].bytes), fpi: Number(rows[0].fpi) };
 }
 
 async function xactCommit(db: pg.Pool): Promise<number> {
@@ -94,6 +103,7 @@ export async function throughput(opts: {
   const { pool, runs, batch, label } = opts;
   await sleep(1100); // let earlier statistics reach pg_stat_database (backends flush at most once a second)
   const xact0 = await xactCommit(pool);
+  const wal0 = await walStats(pool);
   const pgCpu0 = treeCpuMs(opts.pgPid);
   const workerCpu0 = cpuMs(opts.workerPid);
   const extraCpu0 = Object.fromEntries(Object.entries(opts.cpuOf ?? {}).map(([k, pid]) => [k, cpuMs(pid)]));
@@ -141,6 +151,7 @@ export async function throughput(opts: {
     await reader;
     await sleep(1100);
     const xact1 = await xactCommit(pool);
+    const wal1 = await walStats(pool);
     const { rows } = await pool.query(
       "select count(*) filter (where status <> 'COMPLETED')::int as failed from throughline.run where labels @> $1::jsonb",
       [JSON.stringify({ bench: label })]);
@@ -157,6 +168,8 @@ export async function throughput(opts: {
       // key check is cached by the server) and our completion polls, one transaction each; the 2
       // statements around them (clock_timestamp, the failed count) are within noise.
       xactPerRun: (xact1 - xact0 - Object.values(reads).reduce((n, l) => n + l.length, 0) - ended.polls) / runs,
+      walKbPerRun: (wal1.bytes - wal0.bytes) / 1024 / runs,
+      walFpiPerRun: (wal1.fpi - wal0.fpi) / runs,
       reads,
       readErrors,
       cpuMsPerRun,

@@ -7,12 +7,16 @@ export interface StatementRow {
   callsPerRun: number;
   msPerRun: number;
   meanMs: number;
+  /** WAL written per run by this statement (bytes), and full-page images among it. */
+  walBytesPerRun: number;
+  walFpiPerRun: number;
   query: string;
 }
 
 export async function topStatements(pool: pg.Pool, runs: number, limit = 25): Promise<StatementRow[]> {
   const { rows } = await pool.query(
     `select toplevel, calls::bigint as calls, total_exec_time as total, mean_exec_time as mean,
+            wal_bytes::bigint as wal_bytes, wal_fpi::bigint as wal_fpi,
             regexp_replace(query, '\\s+', ' ', 'g') as query
      from pg_stat_statements s join pg_database d on d.oid = s.dbid
      where d.datname = current_database()
@@ -23,6 +27,8 @@ export async function topStatements(pool: pg.Pool, runs: number, limit = 25): Pr
     callsPerRun: Number(r.calls) / runs,
     msPerRun: r.total / runs,
     meanMs: r.mean,
+    walBytesPerRun: Number(r.wal_bytes) / runs,
+    walFpiPerRun: Number(r.wal_fpi) / runs,
     query: r.query.length > 110 ? r.query.slice(0, 107) + "..." : r.query,
   }));
 }
