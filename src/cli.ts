@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import path from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { z } from "zod";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { installConnectionLossGuard } from "./runtime/connectionLossGuard.ts";
@@ -11,6 +12,7 @@ import { openDatabase } from "./database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { ThroughlineError } from "./db/errors.ts";
 import { createApiKey, listApiKeys, revokeApiKey } from "./db/apiKeys.ts";
+import { createWebhook, deleteWebhook, listWebhooks, setWebhookEnabled, webhookDeliveries } from "./db/webhooks.ts";
 import { createAuthenticator } from "./auth.ts";
 import { ciMain, ciUsage, defaultIo } from "./ciCommands.ts";
 
@@ -23,6 +25,12 @@ Commands:
   serve                 run the server only: GraphQL at /graphql (explorer at /graphiql) and the REST routes
   keys create --name N --role reader|submitter|admin [--subject S ...] [--expires ISO-TIME]
                         create an API key (printed once); keys list; keys revoke <id>
+  webhooks create --url U --event E [--event E ...] [--workflow W] [--subject S] [--timeout SECONDS]
+           [--max-attempts N] [--secret S] [--description D]
+                        create a webhook (events: RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, STEP_FAILED);
+                        prints its id and signing secret (shown once)
+  webhooks list | deliveries <id> [--state PENDING|DELIVERED|FAILED] [--limit N] | enable <id> |
+           disable <id> | delete <id>
   submit | status | wait   for CI pipelines, see below
 
 ${ciUsage}
@@ -142,6 +150,15 @@ async function main(argv: string[]): Promise<number> {
       role: { type: "string" },
       subject: { type: "string", multiple: true },
       expires: { type: "string" },
+      url: { type: "string" },
+      event: { type: "string", multiple: true },
+      workflow: { type: "string" },
+      secret: { type: "string" },
+      description: { type: "string" },
+      timeout: { type: "string" },
+      "max-attempts": { type: "string" },
+      state: { type: "string" },
+      limit: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -200,9 +217,83 @@ async function main(argv: string[]): Promise<number> {
         throw new ThroughlineError("invalid", "CLI", "use: keys create --name N --role R [--subject S] | keys list | keys revoke <id>");
       });
     }
+    case "webhooks":
+      return withPool(config, log, (pool) => webhooksCommand(pool, rest, values));
     default:
       process.stderr.write(`unknown command "${command}"\n\n${usage}\n`);
       return 2;
+  }
+}
+
+const positiveNumber = (flag: string) => z.coerce.number({ error: `${flag} must be a number` }).positive(`${flag} must be more than 0`);
+const webhookFlags = z.object({
+  timeout: positiveNumber("--timeout").optional(),
+  "max-attempts": positiveNumber("--max-attempts").int("--max-attempts must be a whole number").optional(),
+  limit: positiveNumber("--limit").int("--limit must be a whole number").max(1000, "--limit is at most 1000").default(20),
+  state: z.enum(["PENDING", "DELIVERED", "FAILED"], { error: "--state must be PENDING, DELIVERED or FAILED" }).optional(),
+  subject: z.array(z.string()).max(1, "a webhook filters on one --subject at most").optional(),
+});
+const webhookId = (id: string | undefined, action: string) => {
+  if (!id || !/^\d{1,18}$/.test(id)) throw new ThroughlineError("invalid", "CLI", `webhooks ${action} needs the webhook's id (a number, as webhooks list shows it)`);
+  return id;
+};
+
+/** `throughline webhooks …`: exit 0, 2 for bad input (with the reason), 4 when the webhook does not exist. */
+async function webhooksCommand(pool: pg.Pool, [action, id]: string[], values: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+  const parsed = webhookFlags.safeParse(values);
+  if (!parsed.success) throw new ThroughlineError("invalid", "CLI", parsed.error.issues.map((i) => i.message).join("; "));
+  const flags = parsed.data;
+  const json = values.json === true;
+  const out = (text: string) => process.stdout.write(text);
+  switch (action) {
+    case "create": {
+      const events = values.event as string[] | undefined;
+      if (typeof values.url !== "string" || !events?.length) {
+        throw new ThroughlineError("invalid", "CLI", "webhooks create needs --url and at least one --event (RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, STEP_FAILED)");
+      }
+      const created = await createWebhook(pool, {
+        url: values.url, events, workflow: values.workflow as string | undefined, subject: flags.subject?.[0],
+        secret: values.secret as string | undefined, description: values.description as string | undefined,
+        timeoutSeconds: flags.timeout, maxAttempts: flags["max-attempts"],
+      });
+      if (json) out(JSON.stringify(created) + "\n");
+      else {
+        out(`${created.id}\n`);
+        process.stderr.write(`webhook ${created.id} created. Signing secret (shown only now; verify X-Throughline-Signature with it):\n${created.secret}\n`);
+      }
+      return 0;
+    }
+    case "list": {
+      const hooks = await listWebhooks(pool);
+      if (json) out(JSON.stringify(hooks) + "\n");
+      else for (const w of hooks) {
+        const filters = [w.workflow && `workflow=${w.workflow}`, w.subject && `subject=${w.subject}`].filter(Boolean).join(" ") || "all runs";
+        out(`${w.id}  ${w.enabled ? "enabled " : "disabled"}  ${w.url}  ${w.events.join(",")}  ${filters}  pending ${w.pending}, failed ${w.failed}\n`);
+      }
+      return 0;
+    }
+    case "deliveries": {
+      const rows = await webhookDeliveries(pool, webhookId(id, action), { state: flags.state, limit: flags.limit });
+      if (json) out(JSON.stringify(rows) + "\n");
+      else for (const d of rows) {
+        const last = d.lastError ? `  ${d.lastStatusCode ?? "-"} ${d.lastError}` : d.lastStatusCode ? `  ${d.lastStatusCode}` : "";
+        out(`${d.id}  ${d.state.padEnd(9)} ${d.event.padEnd(13)} ${d.token}  attempts ${d.attempts}/${d.maxAttempts}${last}\n`);
+      }
+      return 0;
+    }
+    case "enable":
+    case "disable": {
+      const found = await setWebhookEnabled(pool, webhookId(id, action), action === "enable");
+      out(found ? `webhook ${id} ${action}d\n` : `no webhook ${id}\n`);
+      return found ? 0 : 4;
+    }
+    case "delete": {
+      const deleted = await deleteWebhook(pool, webhookId(id, action));
+      out(deleted ? `webhook ${id} deleted\n` : `no webhook ${id}\n`);
+      return deleted ? 0 : 4;
+    }
+    default:
+      throw new ThroughlineError("invalid", "CLI", "use: webhooks create --url U --event E … | list | deliveries <id> | enable <id> | disable <id> | delete <id>");
   }
 }
 
