@@ -140,6 +140,11 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
   };
 
   const renew = () => exclusive(async () => {
+    // Subscribers joining together each ask for a renewal; only the first may move the cursor. Once
+    // one of them has registered, the cursor is what its changes are read from, and moving it
+    // forward would skip every change committed in between (found by 500 subscribers joining
+    // during a load: a few never heard of their run again).
+    if (!stale && cursor) return;
     const { rows } = await pool.query("select throughline.current_cursor() as c");
     cursor = rows[0].c;
     stale = false;
