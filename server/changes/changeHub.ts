@@ -1,5 +1,5 @@
 // The server's side of the change subscriptions: one LISTEN per server process, one read of the event
-// log per notified transaction, fanned out in memory to every subscriber.
+// log per notified transaction (on that same connection), fanned out in memory to every subscriber.
 //
 // Why it never misses or repeats a transition (cursors are pg_snapshots, sql/current/500-events.sql):
 // - The hub reads the log in contiguous steps, changes_after(cursor) → (events, next cursor), and
@@ -21,6 +21,8 @@ import type { Logger } from "../../src/log.ts";
 import { parseCursor, visibleIn, type Snapshot } from "./snapshotCursor.ts";
 
 export const eventsChannel = "throughline:events";
+/** The hub's connection in pg_stat_activity. */
+export const changeHubApplicationName = "throughline change hub";
 
 /** One event as changes_after returns it (sql/current/800-graphql_api.sql). */
 export interface ChangeEvent {
@@ -131,6 +133,10 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
   let stale = true;
   let listenClient: pg.Client | undefined;
 
+  // The hub reads on its LISTEN connection while it has one: one read at a time anyway, and never
+  // queued behind the requests (and 500 subscriptions' first reads) sharing the pool.
+  const reader = (): Pick<pg.Pool, "query"> => listenClient ?? pool;
+
   // Reads and cursor renewals run one at a time, in order.
   let lock: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -145,7 +151,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
     // forward would skip every change committed in between (found by 500 subscribers joining
     // during a load: a few never heard of their run again).
     if (!stale && cursor) return;
-    const { rows } = await pool.query("select throughline.current_cursor() as c");
+    const { rows } = await reader().query("select throughline.current_cursor() as c");
     cursor = rows[0].c;
     stale = false;
   });
@@ -156,7 +162,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
       stale = true;
       return;
     }
-    const { rows } = await pool.query({
+    const { rows } = await reader().query({
       name: "throughline/changes_after/all",
       text: "select next_cursor, events from throughline.changes_after($1::text)",
       values: [cursor],
@@ -199,7 +205,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
 
   const connect = async (): Promise<void> => {
     while (!closed) {
-      const client = new pg.Client({ connectionString: options.connectionString });
+      const client = new pg.Client({ connectionString: options.connectionString, application_name: changeHubApplicationName });
       try {
         await client.connect();
         client.on("notification", wake);

@@ -1,7 +1,7 @@
 // The change hub on its own: one LISTEN per server however many subscribers, and a subscriber that
 // stops reading is ended (its buffer freed) with the cursor to resume from, instead of growing.
 import { describe, expect, test } from "vitest";
-import { startChangeHub, type ChangesMessage } from "../../server/changes/changeHub.ts";
+import { changeHubApplicationName, startChangeHub, type ChangesMessage } from "../../server/changes/changeHub.ts";
 import { startRunSql, testLog, useTestDatabase, waitFor } from "../helpers.ts";
 
 describe("change hub", () => {
@@ -12,7 +12,7 @@ describe("change hub", () => {
     try {
       const subs = await Promise.all([1, 2, 3, 4, 5].map(() => hub.subscribe({ workflow: "test_single" })));
       const listeners = await db.pool.query(
-        "select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike 'listen%throughline:events%'");
+        "select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = $1", [changeHubApplicationName]);
       expect(listeners.rows[0].n).toBe(1);
       const token = await startRunSql(db.pool, "test_single", {});
       for (const s of subs) {
