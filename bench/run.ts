@@ -1,6 +1,6 @@
 // `npm run bench`: starts its own durable Postgres, migrates it, starts one worker process and one API
 // server process, measures A (throughput), B (latency), C (status reads under load: SQL, GraphQL,
-// REST), D (500 WebSocket subscribers during A), E (1M retained steps: reads, purge and its stall)
+// REST), D (500 WebSocket subscribers during A: each following one run, then each following all), E (1M retained steps: reads, purge and its stall)
 // and F (cost), prints one table.
 // Options: --runs N (A's burst, default 2000), --reps N (A and B repetitions, default 3),
 // --latency-runs N (B, default 50), --concurrency N (worker, default 10), --pgbench-seconds N
@@ -8,7 +8,7 @@
 // --worker-root DIR (spawn the worker from another checkout, e.g. a worktree with a change),
 // --worker-env K=V (repeatable, extra worker environment), --json FILE (write all figures),
 // --sql-experiment FILE (run this SQL in the bench database after migrating: try an engine change
-// on the throwaway database without touching sql/), --budget-seconds N (default 230: A repeats
+// on the throwaway database without touching sql/), --budget-seconds N (default 330: A repeats
 // up to --reps times but starts another repetition only if it should end within this budget),
 // --latency-poll-ms N (B also polls the run this often, for engines that do not NOTIFY; default 1000),
 // --subscribers N (D, default 500; 0 skips D), --retained-steps N (E, default 1000000; 0 skips E),
@@ -48,7 +48,7 @@ const { values } = parseArgs({
     "worker-env": { type: "string", multiple: true },
     json: { type: "string" },
     "sql-experiment": { type: "string" },
-    "budget-seconds": { type: "string", default: "230" },
+    "budget-seconds": { type: "string", default: "330" },
     "latency-poll-ms": { type: "string", default: "1000" },
     subscribers: { type: "string", default: "500" },
     "retained-steps": { type: "string", default: "1000000" },
@@ -102,9 +102,12 @@ async function main() {
     void Promise.all([worker.stop(), server?.stop()]).then(() => db.stop()).finally(() => process.exit(130));
   });
   type AResult = Awaited<ReturnType<typeof throughput>>;
+  type DResult = { run: AResult; neighbours: number[]; committed: number; latency: { commit: number[]; at: number[]; unmatched: number }; samples: Omit<SubscriberSamples, "seqs" | "received" | "ats">; subscribeSeconds: number };
   const results: {
     pgbench?: PgbenchResult; a: AResult[]; b: LatencyResult[]; rssMb?: number; statements?: StatementRow[]; statementsB?: StatementRow[]; waits?: { samples: number; top: WaitSample[] };
-    d?: { run: AResult; neighbours: number[]; committed: number; latency: { commit: number[]; at: number[]; unmatched: number }; samples: Omit<SubscriberSamples, "seqs" | "received" | "ats">; subscribeSeconds: number };
+    /** D with each subscriber following all runs (after A's 1st repetition), and following one run each (after the 2nd). */
+    d?: DResult;
+    dPerRun?: DResult;
     e?: { retained: RetainedResult; reads: AResult; purge: PurgeResult; before: Probe[]; during: Probe[]; open: number; tables: Record<string, string> };
   } = { a: [], b: [] };
   const readers: StatusReader[] = [];
@@ -146,20 +149,27 @@ async function main() {
     const sampler = values.profile ? sampleWaits(db.server.url, db.database) : undefined;
     const budget = Number(values["budget-seconds"]) * 1000;
     const cpuOf = { server: server.pid };
-    // D runs right after A's first repetition, so that it has a repetition without subscribers on
-    // either side (the ratio uses their mean: the machine's load drifts over minutes).
-    const runD = async () => {
-      say(`D: ${subscriberCount} WebSocket subscribers (runsChanges, one load process), then ${runs} runs at once`);
+    // D runs right after A's first repetition (subscribers following all runs) and second (each
+    // following one run), so that each has a repetition without subscribers on either side (the
+    // ratio uses their mean: the machine's load drifts over minutes).
+    const runD = async (mode: "all" | "per-run"): Promise<DResult> => {
+      say(mode === "all"
+        ? `D: ${subscriberCount} WebSocket subscribers, each following all runs (runsChanges, one load process), then ${runs} runs at once`
+        : `D: ${subscriberCount} WebSocket subscribers, each following one run of the ${runs} (runChanges(token), one load process)`);
       const wsUrl = `${server!.url.replace(/^http/, "ws")}/graphql`;
       const s0 = performance.now();
-      const load = await startSubscribers({ wsUrl, apiKey, count: subscriberCount, workflow: "test_dag" });
+      const load = await startSubscribers({ wsUrl, apiKey, count: subscriberCount, workflow: "test_dag", mode });
       subscriberKill = load.kill;
       const subscribeSeconds = (performance.now() - s0) / 1000;
       const observer = await observeCommits(db.url);
+      // per-run: every k-th run of the burst is followed, as soon as its batch is committed.
+      const every = Math.max(1, Math.floor(runs / subscriberCount));
+      let enqueued = 0;
+      const onEnqueued = mode === "per-run" ? (tokens: string[]) => load.follow(tokens.filter(() => enqueued++ % every === 0)) : undefined;
       let run: AResult;
       let samples: SubscriberSamples;
       try {
-        run = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: "D", cpuOf: { ...cpuOf, subscribers: load.pid } });
+        run = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: mode === "all" ? "D" : "Dr", cpuOf: { ...cpuOf, subscribers: load.pid }, onEnqueued });
         await sleep(1000); // the last transitions reach the clients
       } finally {
         samples = await load.stop();
@@ -167,10 +177,11 @@ async function main() {
         await observer.stop();
       }
       const lat = deliveryLatencies(samples, observer.firstSeen);
+      for (const u of samples.unended ?? []) say(`  run ${u.token}: its end did not reach its subscriber (state ${u.state ?? "none"}, then ${u.kinds.join(" ") || "nothing"}${u.completed ? "; the server completed the subscription" : ""}${u.error ? `; error ${u.error}` : ""})`);
       say(`  ${run.runsPerSec.toFixed(1)} runs/s with subscribers; delivery p50 ${percentile(lat.commit, 50).toFixed(1)} / p99 ${percentile(lat.commit, 99).toFixed(1)} ms ` +
-        `(${lat.commit.length} samples, ${samples.events} events, ${samples.errors} errors)`);
+        `(${lat.commit.length} samples, ${samples.events} events, ${samples.errors} errors${mode === "per-run" ? `, ${samples.endsSeen} of ${samples.followed} run ends seen` : ""})`);
       const { seqs: _s, received: _r, ats: _a, ...meta } = samples;
-      results.d = { run, neighbours: [], committed: observer.firstSeen.size, latency: lat, samples: meta, subscribeSeconds };
+      return { run, neighbours: [], committed: observer.firstSeen.size, latency: lat, samples: meta, subscribeSeconds };
     };
     for (let i = 0; i < reps; i++) {
       const last = results.a.at(-1);
@@ -182,11 +193,11 @@ async function main() {
       const r = await throughput({ pool, pgPid: db.server.pid, workerPid: worker.pid, runs, batch, label: `A${i}`, readers, cpuOf });
       say(`  ${r.runsPerSec.toFixed(1)} runs/s, ${r.stepsPerSec.toFixed(0)} steps/s, ${r.xactPerRun.toFixed(1)} xact/run, ${r.walKbPerRun.toFixed(1)} kB WAL/run`);
       results.a.push(r);
-      if (i === 0 && subscriberCount > 0) await runD();
+      if (i === 0 && subscriberCount > 0) results.d = await runD("all");
+      if (i === 1 && subscriberCount > 0) results.dPerRun = await runD("per-run");
     }
-    if (results.d) {
-      results.d.neighbours = results.a.slice(0, 2).map((r) => r.runsPerSec);
-    }
+    if (results.d) results.d.neighbours = results.a.slice(0, 2).map((r) => r.runsPerSec);
+    if (results.dPerRun) results.dPerRun.neighbours = results.a.slice(1, 3).map((r) => r.runsPerSec);
     if (sampler) results.waits = await sampler.stop();
     if (values.profile) results.statements = await topStatements(pool, runs * reps);
 
@@ -254,22 +265,43 @@ async function main() {
     }).concat([["C", "  readers", "1", "—", "info", "one loop, SQL → GraphQL → REST in turn, 10 ms pause, random started run of A"]]);
   }
   function dRows(): Row[] {
+    if (!results.d && !results.dPerRun) return [["D", `${subscriberCount} WebSocket subscribers`, "skipped", "—", "—", "--subscribers 0"]];
+    const rows: Row[] = [];
+    const costRows = (d: DResult): Row[] => {
+      const base = d.neighbours.length ? d.neighbours.reduce((a, b) => a + b, 0) / d.neighbours.length : Number.NaN;
+      const cost = 1 - d.run.runsPerSec / base;
+      return [
+        ["D", "  A throughput with these subscribers, runs/s", f1(d.run.runsPerSec), "—", "info", `without (reps before/after): ${d.neighbours.map(f1).join(", ")}`],
+        ["D", "  throughput cost of the subscribers", `${(cost * 100).toFixed(0)} %`, "≤ 10 %", verdict(cost <= 0.10), "1 − with ÷ mean(without)"],
+        ["D", "  server / subscriber-process CPU per run, ms", `${f1(d.run.cpuMsPerRun.server)} / ${f1(d.run.cpuMsPerRun.subscribers)}`, "—", "info",
+          `without subscribers: server ${f1(med((r) => r.cpuMsPerRun.server ?? Number.NaN))} ms/run; connect ${d.subscribeSeconds.toFixed(1)} s`],
+      ];
+    };
+    const r = results.dPerRun;
+    if (r) {
+      const c99 = percentile(r.latency.commit, 99);
+      rows.push(
+        ["D", `each of ${r.samples.clients} subscribers following one run: delivery commit → client p50 / p99, ms`, pp(r.latency.commit), "p99 ≤ 100", verdict(c99 <= 100),
+          `runChanges(token), as \`throughline wait\` does, on ${r.samples.clients} graphql-ws clients in 1 load process, every ${Math.max(1, Math.floor(runs / subscriberCount))}th run of A followed from its commit; ${r.latency.commit.length} deliveries timed; ${r.samples.errors} errors`],
+        ["D", "  runs whose end reached their subscriber", `${r.samples.endsSeen} of ${r.samples.followed}`, "all", verdict(r.samples.followed > 0 && r.samples.endsSeen === r.samples.followed),
+          "RUN_ENDED received, or the run had already ended in the state message; within 1 s of A's end"],
+        ["D", "  receipt − event `at` p50 / p99, ms", pp(r.latency.at), "—", "info", "upper bound: `at` is the writing transaction's start"],
+        ...costRows(r),
+      );
+    }
     const d = results.d;
-    if (!d) return [["D", `${subscriberCount} WebSocket subscribers`, "skipped", "—", "—", "--subscribers 0"]];
-    const base = d.neighbours.length ? d.neighbours.reduce((a, b) => a + b, 0) / d.neighbours.length : Number.NaN;
-    const cost = 1 - d.run.runsPerSec / base;
-    const c99 = percentile(d.latency.commit, 99);
-    return [
-      ["D", `delivery commit → client p50 / p99, ms (${d.samples.clients} subscribers)`, pp(d.latency.commit), "p99 ≤ 100", verdict(c99 <= 100),
-        `runsChanges(workflow) on ${d.samples.clients} graphql-ws clients in 1 load process; ${d.latency.commit.length} sampled deliveries of ${d.samples.events} received; ${d.samples.errors} errors`],
-      ["D", "  delivered within 1 s of A's end", `${f1((100 * d.samples.events) / (d.samples.clients * d.committed))} %`, "100 %", verdict(d.samples.events >= d.samples.clients * d.committed),
-        `${d.samples.events} of ${d.samples.clients} × ${d.committed} committed events; ${d.samples.messages} messages; later ones are not in the p50/p99 above`],
-      ["D", "  receipt − event `at` p50 / p99, ms", pp(d.latency.at), "—", "info", "upper bound: `at` is the writing transaction's start"],
-      ["D", "A throughput with subscribers, runs/s", f1(d.run.runsPerSec), "—", "info", `without (reps before/after): ${d.neighbours.map(f1).join(", ")}`],
-      ["D", "  throughput cost of the subscribers", `${(cost * 100).toFixed(0)} %`, "≤ 10 %", verdict(cost <= 0.10), "1 − with ÷ mean(without)"],
-      ["D", "  server / subscriber-process CPU per run, ms", `${f1(d.run.cpuMsPerRun.server)} / ${f1(d.run.cpuMsPerRun.subscribers)}`, "—", "info",
-        `without subscribers: server ${f1(med((r) => r.cpuMsPerRun.server ?? Number.NaN))} ms/run; subscribe ${d.subscribeSeconds.toFixed(1)} s`],
-    ];
+    if (d) {
+      const c99 = percentile(d.latency.commit, 99);
+      rows.push(
+        ["D", `each of ${d.samples.clients} subscribers following ALL runs: delivery p50 / p99, ms`, pp(d.latency.commit), "p99 ≤ 100", verdict(c99 <= 100),
+          `runsChanges(workflow) on ${d.samples.clients} graphql-ws clients in 1 load process; ${d.latency.commit.length} sampled deliveries of ${d.samples.events} received; ${d.samples.errors} errors`],
+        ["D", "  delivered within 1 s of A's end", `${f1((100 * d.samples.events) / (d.samples.clients * d.committed))} %`, "100 %", verdict(d.samples.events >= d.samples.clients * d.committed),
+          `${d.samples.events} of ${d.samples.clients} × ${d.committed} committed events; ${d.samples.messages} messages; later ones are not in the p50/p99 above`],
+        ["D", "  receipt − event `at` p50 / p99, ms", pp(d.latency.at), "—", "info", "upper bound: `at` is the writing transaction's start"],
+        ...costRows(d),
+      );
+    }
+    return rows;
   }
   function eRows(): Row[] {
     const e = results.e;

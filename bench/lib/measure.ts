@@ -99,6 +99,8 @@ export async function throughput(opts: {
   timeoutMs?: number;
   /** Extra processes whose CPU over the burst to report (pid by name). */
   cpuOf?: Record<string, number>;
+  /** Called with the tokens of each batch of runs once it is committed (D: subscribers follow some). */
+  onEnqueued?: (tokens: string[]) => void;
 }): Promise<ThroughputResult> {
   const { pool, runs, batch, label } = opts;
   await sleep(1100); // let earlier statistics reach pg_stat_database (backends flush at most once a second)
@@ -136,7 +138,9 @@ export async function throughput(opts: {
     await enqueuer.connect();
     try {
       for (let done = 0; done < runs; done += batch) {
-        tokens.push(...(await startRuns(enqueuer, Math.min(batch, runs - done), batch, label)));
+        const started = await startRuns(enqueuer, Math.min(batch, runs - done), batch, label);
+        tokens.push(...started);
+        opts.onEnqueued?.(started);
       }
     } finally {
       enqueuing = false;

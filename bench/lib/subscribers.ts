@@ -67,19 +67,26 @@ export interface SubscriberSamples {
   errors: number;
   errorSamples: string[];
   clients: number;
+  /** per-run: runs followed, and those whose end reached their client. */
+  followed: number;
+  endsSeen: number;
+  /** per-run: up to 20 runs whose end did not reach their client, with what it saw. */
+  unended?: { token: string; state?: string; kinds: string[]; completed?: boolean; error?: string }[];
 }
 
 export interface SubscriberLoad {
   pid: number;
+  /** per-run: hands these tokens to idle clients, each to follow one run. */
+  follow(tokens: string[]): void;
   /** Stops the subscriptions, collects the samples and waits for the process to exit. */
   stop(): Promise<SubscriberSamples>;
   kill(): void;
 }
 
-export async function startSubscribers(opts: { wsUrl: string; apiKey: string; count: number; workflow: string; timeoutMs?: number }): Promise<SubscriberLoad> {
+export async function startSubscribers(opts: { wsUrl: string; apiKey: string; count: number; workflow: string; mode: "all" | "per-run"; timeoutMs?: number }): Promise<SubscriberLoad> {
   const script = path.join(import.meta.dirname, "..", "subscribers.ts");
   let stderr = "";
-  const child: ChildProcess = spawn(process.execPath, [script, opts.wsUrl, opts.apiKey, String(opts.count), opts.workflow], {
+  const child: ChildProcess = spawn(process.execPath, [script, opts.wsUrl, opts.apiKey, String(opts.count), opts.workflow, opts.mode], {
     stdio: ["ignore", "inherit", "pipe", "ipc"],
   });
   child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
@@ -101,6 +108,9 @@ export async function startSubscribers(opts: { wsUrl: string; apiKey: string; co
   }
   return {
     pid: child.pid!,
+    follow(tokens) {
+      if (tokens.length) child.send({ cmd: "follow", tokens });
+    },
     async stop() {
       const out = path.join(os.tmpdir(), `tl-bench-subscribers-${child.pid}.json`);
       const done = message("done", 60_000);
