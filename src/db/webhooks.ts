@@ -15,6 +15,9 @@ export interface WebhookSpec {
   description?: string | null;
   timeoutSeconds?: number | null;
   maxAttempts?: number | null;
+  backoffInitialSeconds?: number | null;
+  backoffFactor?: number | null;
+  backoffMaxSeconds?: number | null;
 }
 
 export interface WebhookInfo {
@@ -62,9 +65,13 @@ export function createWebhook(db: Queryable, spec: WebhookSpec): Promise<{ id: s
   if (spec.description != null) args.push(["description", spec.description]);
   if (spec.timeoutSeconds != null) args.push(["timeout", spec.timeoutSeconds]);
   if (spec.maxAttempts != null) args.push(["max_attempts", spec.maxAttempts]);
-  const cast: Record<string, string> = { events: "::text[]", max_attempts: "::integer" };
-  const list = args.map(([name], i) => name === "timeout"
-    ? `timeout => make_interval(secs => $${i + 1}::double precision)`
+  if (spec.backoffInitialSeconds != null) args.push(["backoff_initial", spec.backoffInitialSeconds]);
+  if (spec.backoffFactor != null) args.push(["backoff_factor", spec.backoffFactor]);
+  if (spec.backoffMaxSeconds != null) args.push(["backoff_max", spec.backoffMaxSeconds]);
+  const seconds = new Set(["timeout", "backoff_initial", "backoff_max"]);
+  const cast: Record<string, string> = { events: "::text[]", max_attempts: "::integer", backoff_factor: "::numeric" };
+  const list = args.map(([name], i) => seconds.has(name)
+    ? `${name} => make_interval(secs => $${i + 1}::double precision)`
     : `${name} => $${i + 1}${cast[name] ?? "::text"}`);
   return translated(async () => {
     const { rows } = await db.query(`select id::text, secret from throughline.create_webhook(${list.join(", ")})`, args.map(([, v]) => v));

@@ -4,6 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { waitFor } from "../helpers.ts";
+import { createWebhook as createWebhookWith, type WebhookSpec } from "../../src/db/webhooks.ts";
 
 export interface ReceivedRequest {
   method: string;
@@ -80,19 +81,6 @@ export async function startReceiver(handler: Handler = ok): Promise<Receiver> {
   };
 }
 
-export interface WebhookSpec {
-  url: string;
-  events: string[];
-  workflow?: string | null;
-  subject?: string | null;
-  secret?: string | null;
-  timeoutSeconds?: number;
-  maxAttempts?: number;
-  backoffInitialSeconds?: number;
-  backoffFactor?: number;
-  backoffMaxSeconds?: number;
-}
-
 export interface WebhookRow {
   id: string;
   url: string;
@@ -101,15 +89,10 @@ export interface WebhookRow {
   enabled: boolean;
 }
 
-/** Creates a webhook through throughline.create_webhook, with test-friendly timeouts and backoff. */
+/** Creates a webhook as the CLI does (src/db/webhooks.ts), with test-friendly timeouts and backoff. */
 export async function createWebhook(db: pg.Pool | pg.PoolClient, spec: WebhookSpec): Promise<WebhookRow> {
-  const { rows } = await db.query<WebhookRow>(
-    `select id::text, url, events, secret, enabled from throughline.create_webhook(
-       url => $1, events => $2::text[], workflow => $3, subject => $4, secret => $5,
-       timeout => make_interval(secs => $6), max_attempts => $7,
-       backoff_initial => make_interval(secs => $8), backoff_factor => $9, backoff_max => make_interval(secs => $10))`,
-    [spec.url, spec.events, spec.workflow ?? null, spec.subject ?? null, spec.secret ?? null, spec.timeoutSeconds ?? 5,
-      spec.maxAttempts ?? 3, spec.backoffInitialSeconds ?? 0.05, spec.backoffFactor ?? 2, spec.backoffMaxSeconds ?? 1]);
+  const { id } = await createWebhookWith(db, { timeoutSeconds: 5, maxAttempts: 3, backoffInitialSeconds: 0.05, backoffFactor: 2, backoffMaxSeconds: 1, ...spec });
+  const { rows } = await db.query<WebhookRow>("select id::text, url, events, secret, enabled from throughline.webhook where id = $1", [id]);
   return rows[0];
 }
 
