@@ -177,6 +177,7 @@ async function main() {
         await observer.stop();
       }
       const lat = deliveryLatencies(samples, observer.firstSeen);
+      if (samples.errorSamples.length) say(`  errors, first ones: ${[...new Set(samples.errorSamples)].join(" | ")}`);
       for (const u of samples.unended ?? []) say(`  run ${u.token}: its end did not reach its subscriber (state ${u.state ?? "none"}, then ${u.kinds.join(" ") || "nothing"}${u.completed ? "; the server completed the subscription" : ""}${u.error ? `; error ${u.error}` : ""})`);
       say(`  ${run.runsPerSec.toFixed(1)} runs/s with subscribers; delivery p50 ${percentile(lat.commit, 50).toFixed(1)} / p99 ${percentile(lat.commit, 99).toFixed(1)} ms ` +
         `(${lat.commit.length} samples, ${samples.events} events, ${samples.errors} errors${mode === "per-run" ? `, ${samples.endsSeen} of ${samples.followed} run ends seen` : ""})`);

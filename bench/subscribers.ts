@@ -67,7 +67,7 @@ async function subscribeOne(i: number): Promise<void> {
       },
       error(err) {
         errors++;
-        if (errorSamples.length < 5) errorSamples.push(String((err as Error)?.message ?? JSON.stringify(err)));
+        if (errorSamples.length < 5) errorSamples.push(describe(err));
         if (first) reject(err instanceof Error ? err : new Error(JSON.stringify(err)));
       },
       complete() {},
@@ -75,6 +75,13 @@ async function subscribeOne(i: number): Promise<void> {
     stops.push(stop);
   });
 }
+
+/** An error or a WebSocket close event, as text (a CloseEvent has no message). */
+const describe = (err: unknown): string => {
+  const e = err as { message?: string; code?: number; reason?: string };
+  if (e?.code !== undefined && e.reason !== undefined) return `socket closed ${e.code}: ${e.reason}`;
+  return e?.message ?? JSON.stringify(err);
+};
 
 const runQuery = "subscription($t: UUID!) { runChanges(token: $t) { cursor runs { status } events { seq kind at } } }";
 
@@ -123,7 +130,7 @@ function follow(i: number, token: string): void {
       },
       error(err) {
         errors++;
-        mine.error = String((err as Error)?.message ?? JSON.stringify(err));
+        mine.error = describe(err);
         if (errorSamples.length < 5) errorSamples.push(mine.error);
       },
       complete() {
