@@ -169,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     return command || values.help ? 0 : 2;
   }
   const config = loadConfig();
-  const log = createLogger(config.LOG_LEVEL);
+  const log = createLogger(config.LOG_LEVEL, ["start", "serve", "worker"].includes(command) ? "stdout" : "stderr");
 
   switch (command) {
     case "start":

@@ -8,6 +8,8 @@ export interface ThroughlineProcess {
   child: ChildProcess;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
+  /** What it printed on stdout only. */
+  stdout(): string;
   /** Resolves when its output matches. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -22,11 +24,13 @@ export function spawnThroughline(args: string[], env: Record<string, string>): T
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
+  let stdout = "";
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const onData = (d: Buffer) => {
     output += d.toString();
     for (const w of [...waiters]) if (w.pattern.test(output)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
   };
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -34,6 +38,7 @@ export function spawnThroughline(args: string[], env: Record<string, string>): T
   return {
     child,
     output: () => output,
+    stdout: () => stdout,
     exited,
     kill: (signal = "SIGTERM") => void child.kill(signal),
     waitForOutput(pattern, timeoutMs = 30_000) {

@@ -48,6 +48,11 @@ test.each(["SIGTERM", "SIGINT"] as const)("start boots an embedded Postgres, run
   const keys = spawnThroughline(["keys", "list"], env);
   expect((await keys.exited).code, keys.output()).toBe(0);
   expect(keys.output()).toMatch(/admin +all subjects +local development/);
+  // Its logs (sharing the embedded Postgres) go to stderr: `--json` output stays parseable.
+  const json = spawnThroughline(["keys", "list", "--json"], env);
+  expect((await json.exited).code, json.output()).toBe(0);
+  expect(json.output()).toMatch(/embedded Postgres/);
+  expect(JSON.parse(json.stdout())).toContainEqual(expect.objectContaining({ role: "admin", name: expect.stringMatching(/local development/) }));
   expect(pidAlive(pid)).toBe(true);
 
   app.kill(signal);
