@@ -116,9 +116,21 @@ interface Subscriber {
 }
 
 function matches(topic: ChangesTopic, e: ChangeEvent): boolean {
-  return (!topic.token || e.token === topic.token)
-    && (!topic.workflow || e.workflow === topic.workflow)
+  // null means "any", as in the SQL functions (an empty workflow name matches no run there, nor here).
+  return (topic.token == null || e.token === topic.token)
+    && (topic.workflow == null || e.workflow === topic.workflow)
     && (topic.subject == null || e.subject === topic.subject);
+}
+
+/**
+ * A UUID as Postgres prints it (lowercase, hyphenated). Postgres also accepts uppercase, braces and
+ * other hyphenation, and so does the GraphQL UUID scalar; events carry the printed form, so a topic
+ * token is compared in that form.
+ */
+export function canonicalUuid(text: string): string {
+  const hex = text.replace(/[{}-]/g, "").toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) return text;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeHub> {
@@ -162,16 +174,37 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
       stale = true;
       return;
     }
-    const { rows } = await reader().query({
-      name: "throughline/changes_after/all",
-      text: "select next_cursor, events from throughline.changes_after($1::text)",
-      values: [cursor],
-    });
+    const db = reader();
+    let rows;
+    try {
+      ({ rows } = await db.query({
+        name: "throughline/changes_after/all",
+        text: "select next_cursor, events from throughline.changes_after($1::text)",
+        values: [cursor],
+      }));
+    } catch (err) {
+      // A read that failed on the hub's own connection (timed out, or the connection broke) may
+      // have left it unusable: replace it. The cursor has not moved; the next read retries.
+      if (db === listenClient && !closed) {
+        dropListenClient(listenClient);
+        setTimeout(() => void connect(), 500).unref();
+      }
+      throw err;
+    }
     const batch: Batch = { cursor: rows[0].next_cursor, events: rows[0].events };
     // Advance and fan out in one synchronous step: a subscriber registered from now on gets the
     // batches after this cursor, and every one registered before got this batch.
     cursor = batch.cursor;
-    for (const s of [...subscribers]) s.deliver(batch);
+    for (const s of [...subscribers]) {
+      try {
+        s.deliver(batch);
+      } catch (err) {
+        // The cursor has moved on: a subscriber that cannot take this batch is ended (it resumes
+        // from its cursor), and the others still get it.
+        log.error({ err }, "delivering a batch to a subscriber failed; ending that subscription");
+        s.end(new SafeError("This subscription could not be served and was ended; subscribe again with after: your last cursor."));
+      }
+    }
   });
 
   let reading = false;
@@ -203,28 +236,50 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
     })();
   };
 
+  /** Drops the hub's connection (lost, or not answering) and connects again; reads use the pool meanwhile. */
+  const dropListenClient = (client: pg.Client) => {
+    if (listenClient === client) listenClient = undefined;
+    // end() waits for the server; a connection that stopped answering is destroyed instead.
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    client.end().catch(() => {});
+  };
+
   const connect = async (): Promise<void> => {
     while (!closed) {
-      const client = new pg.Client({ connectionString: options.connectionString, application_name: changeHubApplicationName });
+      const client = new pg.Client({
+        connectionString: options.connectionString,
+        application_name: changeHubApplicationName,
+        // A connection that silently went away (NAT timeout, failover without a reset) is noticed:
+        // TCP keepalives, and reads that give up after 30 s (readOnce then drops this connection).
+        keepAlive: true,
+        keepAliveInitialDelayMillis: 10_000,
+        query_timeout: 30_000,
+      });
+      // This client's loss is handled once: by the loop below while connecting, by this handler after.
+      let settled = false;
+      client.on("error", (err) => {
+        if (!settled) return; // connecting: the rejected call below handles it
+        if (listenClient !== client) return; // already dropped
+        log.warn({ err }, "LISTEN connection lost; reconnecting");
+        dropListenClient(client);
+        if (!closed) setTimeout(() => void connect(), 500).unref();
+      });
       try {
         await client.connect();
         client.on("notification", wake);
-        client.on("error", (err) => {
-          log.warn({ err }, "LISTEN connection lost; reconnecting");
-          client.end().catch(() => {});
-          if (listenClient === client) listenClient = undefined;
-          if (!closed) setTimeout(() => void connect(), 500).unref();
-        });
         await client.query(`listen "${eventsChannel}"`);
         if (closed) {
+          settled = true;
           await client.end().catch(() => {});
           return;
         }
+        settled = true;
         listenClient = client;
         wake(); // catch up on anything committed while we were not listening
         return;
       } catch (err) {
-        await client.end().catch(() => {});
+        settled = true;
+        dropListenClient(client);
         if (closed) return;
         log.warn({ err }, "could not LISTEN; retrying");
         await new Promise((r) => setTimeout(r, 1000).unref());
@@ -236,7 +291,8 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
   poll.unref();
 
   async function subscribe(rawTopic: ChangesTopic | string, socket?: SubscriberSocket, subjects: string[] | null = null): Promise<AsyncIterableIterator<ChangesMessage>> {
-    const topic: ChangesTopic = typeof rawTopic === "string" ? JSON.parse(rawTopic) : rawTopic;
+    const topic: ChangesTopic = { ...(typeof rawTopic === "string" ? JSON.parse(rawTopic) : rawTopic) };
+    if (topic.token != null) topic.token = canonicalUuid(topic.token);
     const inScope = (subject: string | null) => subjects === null || (subject !== null && subjects.includes(subject));
     if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
     if (topic.after != null && !parseCursor(topic.after)) {
@@ -247,6 +303,10 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
     let finished = false;
     let failure: Error | undefined;
     let lastCursor = topic.after ?? undefined;
+    // The first message (the state, or the catch-up after `after`) may be as large as it must be: it
+    // is neither merged into nor counted against the limit below, or a resume with a large backlog
+    // would be cut off every time it is tried.
+    let firstMessage: ChangesMessage | undefined;
 
     const push = (message: ChangesMessage) => {
       if (finished) return;
@@ -261,17 +321,19 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
       // not one per poll: the message rate follows what the client can take, so a burst (or 500
       // subscribers on a small machine) never builds a queue whose latency only grows.
       const last = queue[queue.length - 1];
-      if (!(last && last.runs === null && message.runs === null)) {
+      if (!(last && last !== firstMessage && last.runs === null && message.runs === null)) {
         queue.push(message);
         return;
       }
-      last.events.push(...message.events);
+      // concat, not push(...): a batch of a huge transaction would exceed the argument limit.
+      last.events = last.events.concat(message.events);
       last.cursor = message.cursor;
-      // Only a subscriber that lets changes pile up is cut off (a first catch-up may be large).
-      const undelivered = queue.reduce((n, m) => n + m.events.length, 0);
+      // Only a subscriber that lets changes pile up is cut off.
+      const undelivered = queue.reduce((n, m) => (m === firstMessage ? n : n + m.events.length), 0);
       if (undelivered > maxQueued) {
-        sub.end(new SafeError(
-          `This subscription fell more than ${maxQueued} changes behind and was ended; subscribe again with after: "${lastCursor ?? ""}" to continue without loss.`,
+        sub.end(new SafeError(lastCursor === undefined
+          ? `This subscription fell more than ${maxQueued} changes behind before reading its first message and was ended; subscribe again (without after) to start from the current state.`
+          : `This subscription fell more than ${maxQueued} changes behind and was ended; subscribe again with after: "${lastCursor}" to continue without loss.`,
           { code: "TL_SLOW_SUBSCRIBER", cursor: lastCursor ?? null }));
       }
     };
@@ -312,6 +374,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
       if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
       await renew();
     }
+    if (closed) throw new SafeError("The server is shutting down; subscribe again with your cursor.");
     subscribers.add(sub);
 
     let first: ChangesMessage;
@@ -339,6 +402,7 @@ export async function startChangeHub(options: ChangeHubOptions): Promise<ChangeH
       throw err;
     }
     sub.baseline = parseCursor(first.cursor)!;
+    firstMessage = first;
     push(first);
     const early = sub.early;
     sub.early = [];

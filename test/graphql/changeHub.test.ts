@@ -1,7 +1,7 @@
 // The change hub on its own: one LISTEN per server however many subscribers, and a subscriber that
 // stops reading is ended (its buffer freed) with the cursor to resume from, instead of growing.
 import { describe, expect, test } from "vitest";
-import { changeHubApplicationName, startChangeHub, type ChangesMessage } from "../../server/changes/changeHub.ts";
+import { canonicalUuid, changeHubApplicationName, startChangeHub, type ChangesMessage } from "../../server/changes/changeHub.ts";
 import { startRunSql, testLog, useTestDatabase, waitFor } from "../helpers.ts";
 
 describe("change hub", () => {
@@ -22,6 +22,45 @@ describe("change hub", () => {
       }
       await Promise.all(subs.map((s) => s.return!()));
       expect(hub.subscriberCount()).toBe(0);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  test("a token in another spelling (uppercase, no hyphens, braces) follows the same run", async () => {
+    const hub = await startChangeHub({ pool: db.pool, connectionString: db.url, log: testLog, pollIntervalMs: 20 });
+    try {
+      const token = await startRunSql(db.pool, "test_single", {});
+      const spellings = [token.toUpperCase(), token.replaceAll("-", ""), `{${token}}`];
+      expect(spellings.map(canonicalUuid)).toEqual([token, token, token]);
+      const subs = await Promise.all(spellings.map((t) => hub.subscribe({ token: t })));
+      for (const s of subs) expect(((await s.next()).value as ChangesMessage).runs).toHaveLength(1);
+      await db.pool.query("select throughline.cancel_run($1, 'stopped by the test')", [token]);
+      for (const s of subs) {
+        const change = (await s.next()).value as ChangesMessage;
+        expect(change.events.map((e) => [e.token, e.kind])).toContainEqual([token, "RUN_ENDED"]);
+        await s.return!();
+      }
+    } finally {
+      await hub.close();
+    }
+  });
+
+  test("resuming with a backlog larger than the queue limit is not cut off: the catch-up is one message", async () => {
+    const hub = await startChangeHub({ pool: db.pool, connectionString: db.url, log: testLog, pollIntervalMs: 20, maxQueuedMessages: 3 });
+    try {
+      const { rows: [{ c: from }] } = await db.pool.query("select throughline.current_cursor() as c");
+      const tokens: string[] = [];
+      for (let i = 0; i < 5; i++) tokens.push(await startRunSql(db.pool, "test_single", {}, { subject: "backlog" }));
+      const sub = await hub.subscribe({ subject: "backlog", after: from });
+      // A change arrives while the catch-up is still unread: it queues behind it, not into it.
+      const more = await startRunSql(db.pool, "test_single", {}, { subject: "backlog" });
+      await new Promise((r) => setTimeout(r, 300));
+      const catchUp = (await sub.next()).value as ChangesMessage;
+      expect(catchUp.events.filter((e) => e.kind === "RUN_CREATED").map((e) => e.token)).toEqual(tokens);
+      const next = (await sub.next()).value as ChangesMessage;
+      expect(next.events.map((e) => [e.token, e.kind])).toContainEqual([more, "RUN_CREATED"]);
+      await sub.return!();
     } finally {
       await hub.close();
     }
