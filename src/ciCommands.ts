@@ -110,14 +110,27 @@ function clientFor(io: CiIo): Client {
     throw new CiUsageError(`THROUGHLINE_URL is not an http(s) URL: "${raw}"`);
   }
   const auth: Record<string, string> = io.env.THROUGHLINE_API_KEY ? { "x-api-key": io.env.THROUGHLINE_API_KEY } : {};
-  const send = async (method: string, path: string, body?: BodyInit, headers: Record<string, string> = {}) => {
+  // Every request has a time limit, so that --timeout holds even when the server stops answering.
+  const send = async (method: string, path: string, body?: BodyInit, headers: Record<string, string> = {}, timeoutMs = 120_000) => {
     try {
-      return await io.fetch(base + path, { method, body, headers: { ...auth, ...headers } });
+      return await io.fetch(base + path, { method, body, headers: { ...auth, ...headers }, signal: AbortSignal.timeout(timeoutMs) });
     } catch (e) {
-      throw new CiUsageError(`cannot reach Throughline at ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+      const err = e as Error & { cause?: Error };
+      const why = err.name === "TimeoutError" ? `no answer within ${timeoutMs / 1000} s` : err.cause?.message ?? err.message;
+      throw new CiUsageError(`cannot reach Throughline at ${base}: ${why}`);
     }
   };
-  return { base, get: (path) => send("GET", path), send };
+  return { base, get: (path) => send("GET", path, undefined, {}, 10_000), send };
+}
+
+/** The body of a 200 answer as JSON; a page that is not JSON (a login proxy, say) is a clear error. */
+async function jsonOf(res: Response, what: string): Promise<unknown> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CiUsageError(`${what}: the server answered ${res.status} with something that is not JSON: ${text.slice(0, 200)}`);
+  }
 }
 
 async function refusal(res: Response, what: string): Promise<CiUsageError> {
@@ -131,7 +144,7 @@ export async function fetchStatus(client: Client, token: string, io: CiIo): Prom
     try {
       const res = await client.get(`/api/v1/workflow/token/${encodeURIComponent(token)}/status`);
       if (res.status === 404) return undefined;
-      if (res.status === 200) return (await res.json()) as StepState[];
+      if (res.status === 200) return (await jsonOf(res, `reading the status of ${token}`)) as StepState[];
       if (res.status < 500 || attempt >= 3) throw await refusal(res, `reading the status of ${token}`);
     } catch (e) {
       if (attempt >= 3) throw e;
@@ -293,7 +306,13 @@ async function openRunSocket(client: Client, apiKey: string | undefined, token: 
     async close() {
       clearTimeout(pongTimer);
       unsubscribe();
-      await ws.dispose();
+      // dispose() waits for a connection still being opened and rethrows its failure: the answer is
+      // already known here, so give it a second, then drop the socket.
+      const disposed = Promise.resolve(ws.dispose()).catch(() => {});
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([disposed, new Promise((r) => (timer = setTimeout(r, 1000)))]);
+      clearTimeout(timer);
+      ws.terminate();
     },
   };
 }
@@ -320,7 +339,9 @@ class FollowedSteps {
       const s = e.stepId ? this.byId.get(e.stepId) : undefined;
       if (!s) continue;
       const at = Date.parse(e.at);
-      s.updatedAt = at;
+      // As the status route: updatedAt moves with status changes only (not with a new attempt), so
+      // --stall judges alike over the socket and by polling.
+      if (e.kind === "STEP_STATUS") s.updatedAt = at;
       if (e.kind === "STEP_STATUS" && e.toStatus) {
         s.status = e.toStatus;
         // An event's reason is the failure reason for FAILED, else a status note that REST does not show.
@@ -344,6 +365,8 @@ class FollowedSteps {
 
 /** Resumptions with the last cursor after the socket dropped, before polling instead. */
 const maxResumes = 5;
+/** How long wait keeps trying a server it can no longer reach, once it has seen the run (no --timeout). */
+const unreachableGraceMs = 120_000;
 
 /**
  * Waits for a run to end. It follows the run over the GraphQL subscription runChanges; when the
@@ -482,10 +505,27 @@ export async function ciWait(token: string, options: WaitOptions = {}, io: CiIo 
     await io.sleep(200 * (resumes + 1));
   }
 
-  // By polling the REST status route.
+  // By polling the REST status route. Once the run has been seen, a server that cannot be reached
+  // is taken for a restart or a deploy: wait keeps trying (up to --timeout, or unreachableGraceMs
+  // without one) instead of failing the pipeline.
+  let unreachableSince: number | undefined;
+  let lastSteps: StepState[] | undefined = cursor ? followed.states() : undefined;
   for (;;) {
-    const steps = await fetchStatus(client, token, io);
+    let steps: StepState[] | undefined;
+    try {
+      steps = await fetchStatus(client, token, io);
+    } catch (e) {
+      if (!(e instanceof CiUsageError) || (lastSteps === undefined && seen.size === 0)) throw e;
+      if (io.now() >= deadline) return finish("WAIT_TIMEOUT", lastSteps);
+      unreachableSince ??= io.now();
+      if (io.now() - unreachableSince > unreachableGraceMs) throw e;
+      if (unreachableSince === io.now() && !options.json) io.stderr.write(`${e.message}; retrying\n`);
+      await io.sleep(Math.min(2000, Math.max(0, deadline - io.now())));
+      continue;
+    }
+    unreachableSince = undefined;
     if (!steps) return finish("UNKNOWN_TOKEN", undefined);
+    lastSteps = steps;
     const outcome = observe(steps);
     if (outcome) return finish(outcome, steps);
     await io.sleep(Math.min(interval, Math.max(0, deadline - io.now())));
@@ -541,9 +581,11 @@ async function submitWorkflow(client: Client, workflow: string, inputFile: strin
     variables: { w: workflow, i: input },
   }), { "content-type": "application/json" });
   if (res.status !== 200) throw await refusal(res, "submitting");
-  const body = (await res.json()) as { data?: { startRun?: { result?: { token: string } } }; errors?: { message: string }[] };
+  const body = (await jsonOf(res, "submitting")) as { data?: { startRun?: { result?: { token: string } } }; errors?: { message: string }[] };
   if (body.errors?.length) throw new CiUsageError(`submitting: ${body.errors.map((e) => e.message).join("; ")}`);
-  return body.data!.startRun!.result!.token;
+  const token = body.data?.startRun?.result?.token;
+  if (!token) throw new CiUsageError(`submitting: the answer carried no token: ${JSON.stringify(body).slice(0, 200)}`);
+  return token;
 }
 
 export async function ciSubmit(options: SubmitOptions, io: CiIo = defaultIo()): Promise<number> {
@@ -573,7 +615,8 @@ export async function ciSubmit(options: SubmitOptions, io: CiIo = defaultIo()): 
     res = await client.send("POST", "/api/v1/bom", form);
   }
   if (res.status !== 200) throw await refusal(res, "submitting");
-  const { token } = (await res.json()) as { token: string };
+  const { token } = ((await jsonOf(res, "submitting")) ?? {}) as { token?: string };
+  if (typeof token !== "string") throw new CiUsageError("submitting: the answer carried no token");
   return finishSubmit(token, options, io);
 }
 

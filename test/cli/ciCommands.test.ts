@@ -29,14 +29,14 @@ interface Captured {
   err: string;
 }
 
-async function cli(argv: string[], opts: { tty?: boolean; env?: Record<string, string> } = {}): Promise<Captured> {
+async function cli(argv: string[], opts: { tty?: boolean; env?: Record<string, string>; fetch?: typeof fetch } = {}): Promise<Captured> {
   let out = "";
   let err = "";
   const io: CiIo = {
     stdout: { write: (s: string) => (out += s), isTTY: opts.tty ?? false },
     stderr: { write: (s: string) => (err += s) },
     env: { THROUGHLINE_URL: server.url, ...opts.env },
-    fetch: globalThis.fetch,
+    fetch: opts.fetch ?? globalThis.fetch,
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     now: () => Date.now(),
   };
@@ -89,6 +89,26 @@ describe("with a worker", () => {
     expect(r.code, r.out + r.err).toBe(0);
     expect(r.out).toContain("METRICS_UPDATE COMPLETED\n");
   });
+  test("the server unreachable for a while after the run was seen (a restart): wait keeps trying and exits with the run's outcome", async () => {
+    const token = await startRunSql(db.pool, "test_dag", { steps: { VULN_ANALYSIS: { sleepMs: 2500 } } });
+    let seenOnce = false;
+    let refused = 0;
+    const flaky: typeof fetch = async (input, init) => {
+      const url = String(input);
+      if (url.endsWith("/status") && seenOnce && refused < 8) {
+        refused++;
+        throw new TypeError("fetch failed", { cause: new Error("connect ECONNREFUSED") });
+      }
+      const res = await fetch(input, init);
+      if (url.endsWith("/status")) seenOnce = true;
+      return res;
+    };
+    const r = await cli(["wait", token, ...fast], { fetch: flaky });
+    expect(refused).toBe(8);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(r.err).toMatch(/cannot reach Throughline at .*ECONNREFUSED; retrying/);
+    expect(r.out).toMatch(/run .* completed/);
+  });
 });
 
 describe("without a worker (runs stay where SQL puts them)", () => {
@@ -109,6 +129,16 @@ describe("without a worker (runs stay where SQL puts them)", () => {
     const s = await cli(["status", token]);
     expect(s.code).toBe(0);
     expect(s.out).toContain(`${token}  PROCESSING\n`);
+  });
+
+  test("a status answer that is not JSON (a login page from a proxy) exits 2 saying so", async () => {
+    const token = await startRunSql(db.pool, "reanalysis", { project: "proxied" }, { subject: "proxied" });
+    const html: typeof fetch = async (input, init) => String(input).endsWith("/status")
+      ? new Response("<html>Please log in</html>", { status: 200, headers: { "content-type": "text/html" } })
+      : fetch(input, init);
+    const r = await cli(["wait", token, ...fast], { fetch: html });
+    expect(r.code, r.out + r.err).toBe(2);
+    expect(r.err).toContain("the server answered 200 with something that is not JSON: <html>Please log in</html>");
   });
 
   test("a cancelled run exits 3", async () => {
