@@ -14,6 +14,7 @@ import { purgeRuns, reclaimExpiredLeases, resumeWebhookDeliveries, timeOutSteps 
 import { isNotApplicable, TerminalError, type AnyTask } from "./task.ts";
 import { workerLogger } from "./workerLogger.ts";
 import { isConnectionLoss } from "./connectionLossGuard.ts";
+import { sqlErrorKind } from "../db/errors.ts";
 import { webhookDeliveryTask, webhookDeliveryTaskIdentifier } from "./webhookDelivery.ts";
 
 const jobPayload = z.object({ stepId: z.union([z.number().int(), z.string().regex(/^\d+$/)]), attempt: z.number().int().min(1) });
@@ -82,16 +83,38 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
           if (!output.success) throw new TerminalError(`${claim.step} produced invalid output: ${z.prettifyError(output.error)}`);
           result = output.data;
         }
+        if (!isNotApplicable(result)) {
+          try {
+            JSON.stringify(result ?? null);
+          } catch (e) {
+            throw new TerminalError(`${claim.step} produced output that cannot be stored as JSON: ${(e as Error).message}`);
+          }
+        }
       } catch (e) {
         error = e;
       }
       // Persist first: the result and the status commit together; everything that reacts to them
       // (dependents, listeners, subscribers) hears of it only after this commit.
       if (error === undefined) {
-        const finished = await finishStep(pool, {
-          stepId, attempt, workerId, leaseSeconds: lease, claimMax: config.THROUGHLINE_INLINE_CLAIMS, tasks: taskIds,
-          ...(isNotApplicable(result) ? { outcome: "NOT_APPLICABLE", reason: result.reason } : { outcome: "COMPLETED", output: result ?? null }),
-        });
+        let finished;
+        try {
+          finished = await finishStep(pool, {
+            // A stopping worker takes on no more steps: what it claims now, another worker would
+            // have to reclaim after the lease.
+            stepId, attempt, workerId, leaseSeconds: lease, claimMax: stopping ? 0 : config.THROUGHLINE_INLINE_CLAIMS, tasks: taskIds,
+            ...(isNotApplicable(result) ? { outcome: "NOT_APPLICABLE", reason: result.reason } : { outcome: "COMPLETED", output: result ?? null }),
+          });
+        } catch (e) {
+          // The database refused the output itself (e.g. a \u0000 in a string, or too large): the step's
+          // own fault, reported as such, not a lost worker.
+          const kind = sqlErrorKind((e as { code?: unknown }).code);
+          if (kind !== "invalid" && kind !== "too_large") throw e;
+          const { message, detail } = e as { message: string; detail?: string };
+          const reason = `${claim.step} produced output the database refused: ${message}${detail ? ` (${detail})` : ""}`;
+          const outcome = await failStep(pool, stepId, attempt, reason, false);
+          stepLog.warn({ outcome, err: e }, "step output refused");
+          return [];
+        }
         // Held from this moment: in `running`, so heartbeats keep their leases.
         for (const next of finished.claimed) running.set(`${next.stepId}:${next.attempt}`, { stepId: next.stepId, attempt: next.attempt, abort: new AbortController() });
         if (finished.applied) stepLog.debug({ claimed: finished.claimed.length }, isNotApplicable(result) ? "step not applicable" : "step completed");
@@ -253,10 +276,12 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
     stop() {
       stopped ??= (async () => {
         stopping = true;
-        clearInterval(heartbeat);
         clearInterval(reclaim);
         await restarting;
+        // Graphile Worker waits for the running jobs (each with its chain of claimed steps): their
+        // leases are kept alive until then, or another worker would take them over mid-step.
         await runner.stop().catch((err: unknown) => log.debug({ err }, "runner was already stopped"));
+        clearInterval(heartbeat);
         log.info("worker stopped");
       })();
       return stopped;
