@@ -196,6 +196,28 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   };
   let stopping = false;
   let runner: Runner = await runGraphileWorker(runnerOptions);
+
+  // Replacing the runner, for both reasons below, goes through one queue: a replacement happens
+  // only if the runner it replaces is still the current one, and a runner started while we stop is
+  // stopped at once, so there is never a second runner nobody stops.
+  let replacing: Promise<void> = Promise.resolve();
+  const replaceRunner = (expected: Runner, why: string): Promise<void> => {
+    const next = replacing.then(async () => {
+      if (stopping || runner !== expected) return;
+      const fresh = await runGraphileWorker(runnerOptions);
+      if (stopping) {
+        await fresh.stop().catch(() => {});
+        return;
+      }
+      runner = fresh;
+      supervise(fresh);
+      await expected.stop().catch(() => {});
+      log.info(`Graphile Worker's runner restarted: ${why}`);
+    });
+    replacing = next.catch(() => {});
+    return next;
+  };
+
   // Graphile Worker's runner stops itself on some database errors (e.g. during a Postgres restart).
   // A worker process must outlive those: start it again until we are told to stop.
   const supervise = (r: Runner) => {
@@ -203,11 +225,8 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
       while (!stopping && ended === runner) {
         log.warn("Graphile Worker's runner stopped unexpectedly; restarting it in 1 s");
         await new Promise((resolve) => setTimeout(resolve, 1000));
-        if (stopping) return;
         try {
-          runner = await runGraphileWorker(runnerOptions);
-          supervise(runner);
-          return;
+          await replaceRunner(ended, "it had stopped unexpectedly");
         } catch (err) {
           log.warn({ err }, "could not restart Graphile Worker's runner yet");
         }
@@ -234,22 +253,11 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   // more), so after an outage we start a fresh runner and stop the old one; the attempt fence makes
   // the overlap harmless.
   let databaseWasDown = false;
-  let restarting: Promise<void> | undefined;
   const restartRunner = () => {
-    restarting ??= (async () => {
-      try {
-        const old = runner;
-        runner = await runGraphileWorker(runnerOptions);
-        supervise(runner);
-        await old.stop().catch(() => {});
-        log.info("Graphile Worker's runner restarted after the database came back");
-      } catch (err) {
-        databaseWasDown = true; // try again after the next successful sweep
-        log.warn({ err }, "could not restart Graphile Worker's runner yet");
-      } finally {
-        restarting = undefined;
-      }
-    })();
+    replaceRunner(runner, "the database came back").catch((err) => {
+      databaseWasDown = true; // try again after the next successful sweep
+      log.warn({ err }, "could not restart Graphile Worker's runner yet");
+    });
   };
   const reclaim = setInterval(() => {
     reclaimExpiredLeases(pool, lease).then(({ steps, webhookJobs }) => {
@@ -277,7 +285,7 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
       stopped ??= (async () => {
         stopping = true;
         clearInterval(reclaim);
-        await restarting;
+        await replacing; // a replacement under way finishes (or stops what it started) first
         // Graphile Worker waits for the running jobs (each with its chain of claimed steps): their
         // leases are kept alive until then, or another worker would take them over mid-step.
         await runner.stop().catch((err: unknown) => log.debug({ err }, "runner was already stopped"));
