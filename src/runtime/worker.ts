@@ -240,8 +240,12 @@ export async function startWorker(options: WorkerOptions): Promise<ThroughlineWo
   const heartbeat = setInterval(() => {
     const steps = [...running.values()];
     if (steps.length === 0) return;
+    // A step has one current attempt: if this worker still runs an older attempt of a step it has
+    // claimed again (the old one lost its lease and hangs), the answer's step id is the new one's.
+    const newest = new Map<string, number>();
+    for (const s of steps) newest.set(s.stepId, Math.max(newest.get(s.stepId) ?? 0, s.attempt));
     heartbeatSteps(pool, workerId, steps, lease).then((held) => {
-      for (const s of steps) if (!held.has(s.stepId)) s.abort.abort(new Error("lease lost"));
+      for (const s of steps) if (!held.has(s.stepId) || s.attempt < newest.get(s.stepId)!) s.abort.abort(new Error("lease lost"));
     }, (err) => log.warn({ err }, "heartbeat failed"));
   }, (lease * 1000) / 3);
 
