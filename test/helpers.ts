@@ -177,6 +177,24 @@ export async function startRunSql(db: pg.Pool | pg.PoolClient, workflow: string,
   return rows[0].token;
 }
 
+/**
+ * The load the Postgres-restart tests interrupt: `runs` runs of test_dag (a 30 ms step in each), started
+ * one by one, returning once at least 10 have ended (so the restart hits runs in every state).
+ */
+export async function startLoadUntilSomeEnd(url: string, runs = 100): Promise<string[]> {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on("error", () => {});
+  try {
+    const tokens: string[] = [];
+    for (let i = 0; i < runs; i++) tokens.push(await startRunSql(pool, "test_dag", { steps: { VULN_ANALYSIS: { sleepMs: 30 } } }));
+    await waitFor(async () => (await pool.query("select count(*)::int as n from throughline.run where status <> 'PENDING'")).rows[0].n >= 10,
+      { what: "some runs to end" });
+    return tokens;
+  } finally {
+    await pool.end();
+  }
+}
+
 export const bom = {
   /** The example BOM of the README (test/fixtures/bom-with-components.json). */
   withComponents: JSON.parse(readFileSync(path.join(projectRoot, "test/fixtures/bom-with-components.json"), "utf8")),

@@ -7,7 +7,7 @@ import pg from "pg";
 import { makeTempDir, startLocalPostgres, type LocalPostgres } from "../../src/postgres/localPostgres.ts";
 import { prepareDatabase } from "../globalSetup.ts";
 import { spawnThroughline, testWorkflowsModule, type ThroughlineProcess } from "../processes.ts";
-import { startRunSql, stepsWithoutOneTerminalTransition, waitFor } from "../helpers.ts";
+import { startLoadUntilSomeEnd, stepsWithoutOneTerminalTransition, waitFor } from "../helpers.ts";
 
 const dir = makeTempDir("tl-restart-");
 const port = 57000 + (process.pid % 900);
@@ -35,13 +35,7 @@ test("workers reconnect after Postgres restarts mid-load, and every run ends", a
     workers.push(w);
     await w.waitForOutput(/Throughline is ready/);
   }
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
-  pool.on("error", () => {});
-  const tokens: string[] = [];
-  for (let i = 0; i < 100; i++) tokens.push(await startRunSql(pool, "test_dag", { steps: { VULN_ANALYSIS: { sleepMs: 30 } } }));
-  await waitFor(async () => (await pool.query("select count(*)::int as n from throughline.run where status <> 'PENDING'")).rows[0].n >= 10,
-    { what: "some runs to end" });
-  await pool.end();
+  const tokens = await startLoadUntilSomeEnd(url);
 
   await server.stop(); // fast shutdown: in-flight transactions roll back, connections drop
   await new Promise((r) => setTimeout(r, 1000));

@@ -12,7 +12,7 @@ import { createApiKey } from "../../src/db/apiKeys.ts";
 import { prepareDatabase } from "../globalSetup.ts";
 import { spawnThroughline, testWorkflowsModule, type ThroughlineProcess } from "../processes.ts";
 import { startServeProcess, type ServeProcess } from "../serverProcess.ts";
-import { startRunSql, TestWebSocket, waitFor } from "../helpers.ts";
+import { startLoadUntilSomeEnd, TestWebSocket, waitFor } from "../helpers.ts";
 
 const dir = makeTempDir("tl-restart-srv-");
 const port = 60000 + (process.pid % 900);
@@ -103,13 +103,7 @@ test("a server and its WebSocket subscriber survive a Postgres restart mid-load:
   const subscriber = resilientSubscriber(server.wsUrl, apiKey);
   await subscriber.ready; // subscribed (its first message carries the cursor) before the load starts
 
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
-  pool.on("error", () => {});
-  const tokens: string[] = [];
-  for (let i = 0; i < 100; i++) tokens.push(await startRunSql(pool, "test_dag", { steps: { VULN_ANALYSIS: { sleepMs: 30 } } }));
-  await waitFor(async () => (await pool.query("select count(*)::int as n from throughline.run where status <> 'PENDING'")).rows[0].n >= 10,
-    { what: "some runs to end" });
-  await pool.end();
+  const tokens = await startLoadUntilSomeEnd(url);
 
   await postgres.stop(); // fast shutdown: in-flight transactions roll back, every connection drops
   // The subscriber's own connection fails too, while Postgres is down: it resubscribes with its
