@@ -1,6 +1,6 @@
 // API keys (sql/current/820-access_control.sql): create, list, revoke.
 import type pg from "pg";
-import { translateDbError } from "./errors.ts";
+import { withDbErrors } from "./errors.ts";
 
 type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
 
@@ -15,14 +15,12 @@ export interface ApiKeyInfo {
   revoked_at: string | null;
 }
 
-export async function createApiKey(db: Queryable, args: { name: string; role: string; subjects?: string[] | null; expiresAt?: string | null }): Promise<{ id: string; apiKey: string }> {
-  try {
+export function createApiKey(db: Queryable, args: { name: string; role: string; subjects?: string[] | null; expiresAt?: string | null }): Promise<{ id: string; apiKey: string }> {
+  return withDbErrors(async () => {
     const { rows } = await db.query("select id, api_key from throughline.create_api_key($1::text, $2::text, $3::text[], $4::timestamptz)",
       [args.name, args.role, args.subjects?.length ? args.subjects : null, args.expiresAt ?? null]);
     return { id: rows[0].id, apiKey: rows[0].api_key };
-  } catch (e) {
-    translateDbError(e);
-  }
+  });
 }
 
 export async function listApiKeys(db: Queryable): Promise<ApiKeyInfo[]> {
@@ -33,11 +31,9 @@ export async function listApiKeys(db: Queryable): Promise<ApiKeyInfo[]> {
   return rows;
 }
 
-export async function revokeApiKey(db: Queryable, id: string): Promise<boolean> {
-  try {
+export function revokeApiKey(db: Queryable, id: string): Promise<boolean> {
+  return withDbErrors(async () => {
     const { rows } = await db.query("select throughline.revoke_api_key($1::uuid) as revoked", [id]);
     return rows[0].revoked === true;
-  } catch (e) {
-    translateDbError(e);
-  }
+  });
 }

@@ -54,3 +54,12 @@ export function translateDbError(error: unknown): never {
   if (kind) throw new ThroughlineError(kind, e.code!, e.message, e.hint);
   throw error;
 }
+
+/** Runs a database call, rethrowing the errors we raise on purpose as ThroughlineErrors (translateDbError). */
+export async function withDbErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    translateDbError(e);
+  }
+}

@@ -1,7 +1,7 @@
 // Starting runs from TypeScript (the REST routes): one call of throughline.start_run. GraphQL calls
 // the SQL functions itself; the CLI talks HTTP.
 import type pg from "pg";
-import { translateDbError } from "./errors.ts";
+import { withDbErrors } from "./errors.ts";
 
 type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
 
@@ -34,16 +34,14 @@ export interface StartRunArgs {
   token?: string | null;
 }
 
-export async function startRun(db: Queryable, args: StartRunArgs): Promise<RunRow> {
-  try {
+export function startRun(db: Queryable, args: StartRunArgs): Promise<RunRow> {
+  return withDbErrors(async () => {
     const { rows } = await db.query<{ run: RunRow }>({
       name: "throughline/start_run",
       text: "select to_jsonb(r) as run from throughline.start_run(workflow => $1::text, input => $2::jsonb, subject => $3::text, labels => $4::jsonb, token => $5::uuid) r",
       values: [args.workflow, JSON.stringify(args.input), args.subject ?? null, JSON.stringify(args.labels ?? {}), args.token ?? null],
     });
     return rows[0].run;
-  } catch (e) {
-    translateDbError(e);
-  }
+  });
 }
 

@@ -2,7 +2,7 @@
 // the recent deliveries of one webhook with their errors. The rules (valid URL, known events, limits)
 // are the SQL functions'; this only calls them.
 import type pg from "pg";
-import { ThroughlineError, translateDbError } from "./errors.ts";
+import { ThroughlineError, withDbErrors } from "./errors.ts";
 
 type Queryable = Pick<pg.Pool | pg.PoolClient | pg.Client, "query">;
 
@@ -47,14 +47,6 @@ export interface WebhookDeliveryInfo {
   nextAttemptAt: string | null;
 }
 
-async function translated<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    translateDbError(e);
-  }
-}
-
 /** Creates a webhook; the answer carries its signing secret, which only this answer shows. */
 export function createWebhook(db: Queryable, spec: WebhookSpec): Promise<{ id: string; secret: string }> {
   // Only the options given are passed: create_webhook's own defaults apply to the others.
@@ -73,7 +65,7 @@ export function createWebhook(db: Queryable, spec: WebhookSpec): Promise<{ id: s
   const list = args.map(([name], i) => seconds.has(name)
     ? `${name} => make_interval(secs => $${i + 1}::double precision)`
     : `${name} => $${i + 1}${cast[name] ?? "::text"}`);
-  return translated(async () => {
+  return withDbErrors(async () => {
     const { rows } = await db.query(`select id::text, secret from throughline.create_webhook(${list.join(", ")})`, args.map(([, v]) => v));
     return rows[0];
   });
@@ -91,7 +83,7 @@ export async function listWebhooks(db: Queryable): Promise<WebhookInfo[]> {
 
 /** The newest deliveries of a webhook (optionally in one state), newest first. */
 export function webhookDeliveries(db: Queryable, webhookId: string, opts: { state?: string | null; limit?: number } = {}): Promise<WebhookDeliveryInfo[]> {
-  return translated(async () => {
+  return withDbErrors(async () => {
     const { rows } = await db.query(
       `select d.id::text, d.event, d.token::text, d.state, d.attempts, d.max_attempts as "maxAttempts",
               d.last_status_code as "lastStatusCode", d.last_error as "lastError",
@@ -108,7 +100,7 @@ export function webhookDeliveries(db: Queryable, webhookId: string, opts: { stat
 /** Enables or disables a webhook; false when there is no such webhook. */
 export async function setWebhookEnabled(db: Queryable, id: string, enabled: boolean): Promise<boolean> {
   try {
-    await translated(() => db.query("select throughline.set_webhook_enabled($1::bigint, $2)", [id, enabled]));
+    await withDbErrors(() => db.query("select throughline.set_webhook_enabled($1::bigint, $2)", [id, enabled]));
     return true;
   } catch (e) {
     if (e instanceof ThroughlineError && e.kind === "not_found") return false;
@@ -118,7 +110,7 @@ export async function setWebhookEnabled(db: Queryable, id: string, enabled: bool
 
 /** Deletes a webhook with its deliveries; false when there is no such webhook. */
 export function deleteWebhook(db: Queryable, id: string): Promise<boolean> {
-  return translated(async () => {
+  return withDbErrors(async () => {
     const { rows } = await db.query("select throughline.delete_webhook($1::bigint) as deleted", [id]);
     return rows[0].deleted === true;
   });
